@@ -1,0 +1,209 @@
+"""ArCHer: an off-policy utterance-level critic + a token-level policy gradient actor.
+
+One iteration, after the rollout has filled the replay buffer (see ``archer_lite.train``):
+
+1. ``critic_steps`` critic steps on uniformly sampled transitions, each followed by a Polyak
+   update of the target critic (:func:`critic_step`):
+       L_Q = sum_i mean( Q_i(s,a) - [r + gamma (1 - done) Vbar_i(s')] )^2
+       L_V = sum_i mean( V_i(s) - Qbar_i(s, a~) )^2,    a~ ~ pi(.|s) sampled fresh
+2. after ``warmup_iterations``, ``actor_steps`` actor steps (:func:`actor_step`):
+       A(s, a~) = min_i Q_i(s, a~) - min_i V_i(s)          (online critic, no gradient)
+       L_pi = - mean( A(s, a~) * sum_h log pi(a~^h | s, a~^{<h}) )
+   With ``token_baseline=True`` (the paper's "ArCHer with baseline"): a token-level value
+   b(s, a^{<h}) is regressed onto A and each token's weight is (A - b_h).
+
+Actor and critic are clipped separately (the reference code clipped them together, coupling
+their step sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archer_lite.actor import Actor
+from archer_lite.buffer import Batch, ReplayBuffer
+from archer_lite.critic import DoubleCritic, make_target, polyak_update, q_loss, td_target, v_loss
+
+
+@dataclass
+class ArcherConfig:
+    """ArCHer's hyper-parameters. Defaults follow the paper/official code; see PRESETS for CPU."""
+
+    gamma: float = 0.95
+    """Discount between utterances (paper 0.9-0.98 by task, code 0.95)."""
+    tau: float = 0.1
+    """Polyak rate of the target critic: theta_bar <- (1 - tau) theta_bar + tau theta."""
+    critic_steps: int = 50
+    """Critic gradient steps per iteration (paper: 50)."""
+    actor_steps: int = 3
+    """Actor gradient steps per iteration after warm-up (paper: 3)."""
+    batch_size: int = 256
+    """Transitions per critic/actor step (paper: 256)."""
+    critic_lr: float = 1e-3
+    """Critic learning rate (tiny encoder from scratch; ~2e-5 for a pretrained encoder)."""
+    actor_lr: float = 2e-4
+    """Actor learning rate (REINFORCE diverged at 1e-3 on the tiny actor)."""
+    warmup_iterations: int = 10
+    """Iterations that train only the critic before the actor starts."""
+    grad_clip: float = 1.0
+    """Max grad norm, applied to the actor and to the critic separately."""
+    token_baseline: bool = False
+    """Use a token-level baseline b(s, a^{<h}) regressed onto A ("ArCHer with baseline")."""
+    baseline_lr: float = 1e-3
+    """Learning rate of the token-level baseline head."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1] (got {self.gamma}).")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1] (got {self.tau}).")
+        if self.batch_size < 1 or self.critic_steps < 0 or self.actor_steps < 0:
+            raise ValueError("batch_size must be >= 1 and step counts >= 0.")
+
+
+def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch: Batch,
+                optimizer: torch.optim.Optimizer, cfg: ArcherConfig) -> dict[str, float]:
+    """One critic step (Q and V losses) followed by the Polyak update of the target."""
+    rewards = torch.as_tensor(batch.rewards)  # (B,)
+    dones = torch.as_tensor(batch.dones)  # (B,)
+    fresh_actions = actor.sample(batch.states)  # a~ ~ pi(.|s), no gradient
+    with torch.no_grad():
+        vbar1_next, vbar2_next = target.values(batch.next_states)  # (B,), (B,)
+        y1 = td_target(rewards, dones, vbar1_next, cfg.gamma)  # r + gamma (1-done) Vbar_1(s')
+        y2 = td_target(rewards, dones, vbar2_next, cfg.gamma)
+        qbar1, qbar2, _, _ = target.q_v(batch.states, fresh_actions)  # Qbar_i(s, a~)
+    q1, q2, _, _ = critic.q_v(batch.states, batch.actions)
+    v1, v2 = critic.values(batch.states)
+    loss_q, loss_v = q_loss(q1, q2, y1, y2), v_loss(v1, v2, qbar1, qbar2)
+    optimizer.zero_grad()
+    (loss_q + loss_v).backward()
+    grad_norm = nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+    optimizer.step()
+    polyak_update(target, critic, cfg.tau)
+    return {"q_loss": loss_q.item(), "v_loss": loss_v.item(), "q_mean": q1.mean().item(),
+            "v_mean": v1.mean().item(), "critic_grad_norm": float(grad_norm)}
+
+
+def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer: torch.optim.Optimizer,
+               cfg: ArcherConfig, baseline: nn.Module | None = None,
+               baseline_optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+    """One REINFORCE step inside the utterance on the critic's advantage.
+
+    L_pi = - mean_B( A(s, a~) * sum_h log pi(a~^h | s, a~^{<h}) ), A = min Q - min V (no grad).
+    """
+    texts, tokens, _ = actor.sample(states, return_tokens=True)  # a~ ~ pi(.|s)
+    advantage = critic.advantage(states, texts)  # (B,)  A(s, a~)
+    logp, mask, hidden = actor_token_logprobs_hidden(actor, states, tokens)  # (B, L), (B, L), (B, L, D)
+    if baseline is None:
+        weight = advantage[:, None].expand_as(logp)  # (B, L): every token gets A
+        baseline_loss = torch.zeros(())
+    else:
+        b = baseline(hidden.detach()).squeeze(-1)  # (B, L)  b(s, a^{<h})
+        baseline_loss = ((b - advantage[:, None]) ** 2 * mask).sum() / mask.sum()
+        baseline_optimizer.zero_grad()
+        baseline_loss.backward()
+        baseline_optimizer.step()
+        weight = advantage[:, None] - b.detach()  # (B, L): A - b_h
+    loss = -((weight * logp * mask).sum(-1)).mean()  # - mean( sum_h w_h log pi(a^h|...) )
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(actor.model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return {"actor_loss": loss.item(), "advantage_mean": advantage.mean().item(),
+            "advantage_std": advantage.std().item() if len(advantage) > 1 else 0.0,
+            "actor_grad_norm": float(grad_norm), "baseline_loss": float(baseline_loss)}
+
+
+def actor_token_logprobs_hidden(actor: Actor, states, tokens):
+    """Like ``actor.token_logprobs`` plus the last hidden state before each action token."""
+    captured = {}
+
+    def hook(module, args, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+
+    final_norm = _final_norm(actor.model)
+    handle = final_norm.register_forward_hook(hook)
+    try:
+        logp, mask = actor.token_logprobs(states, tokens)
+    finally:
+        handle.remove()
+    h = captured["h"]  # (B, T, D): position t predicts token t+1
+    width = logp.shape[1]
+    hidden = torch.zeros((h.shape[0], width, h.shape[-1]), device=h.device)
+    for i, a in enumerate(tokens):
+        n = len(a)
+        hidden[i, :n] = h[i, h.shape[1] - n - 1: h.shape[1] - 1]
+    return logp, mask, hidden
+
+
+def _final_norm(model: nn.Module) -> nn.Module:
+    for name in ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm",
+                 "base_model.model.transformer.ln_f", "base_model.model.model.norm"):
+        module = model
+        try:
+            for part in name.split("."):
+                module = getattr(module, part)
+            return module
+        except AttributeError:
+            continue
+    raise ValueError("token_baseline needs the model's final layer norm; add its name to "
+                     "archer_lite.algorithms.archer._final_norm.")
+
+
+class Archer:
+    """The ArCHer learner: owns the critic, its target, the optimisers and the update schedule."""
+
+    name = "archer"
+
+    def __init__(self, actor: Actor, critic: DoubleCritic, cfg: ArcherConfig):
+        self.actor, self.critic, self.cfg = actor, critic, cfg
+        self.target = make_target(critic)
+        self.critic_opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad],
+                                           lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam([p for p in actor.model.parameters() if p.requires_grad],
+                                          lr=cfg.actor_lr)
+        self.baseline = self.baseline_opt = None
+        if cfg.token_baseline:
+            dim = actor.model.get_output_embeddings().weight.shape[1]
+            self.baseline = nn.Sequential(nn.Linear(dim, 64), nn.ReLU(), nn.Linear(64, 1))
+            self.baseline_opt = torch.optim.Adam(self.baseline.parameters(), lr=cfg.baseline_lr)
+
+    def act(self, states: list[str]) -> list[str]:
+        return self.actor.sample(states)
+
+    def update(self, buffer: ReplayBuffer, new_trajectories, iteration: int) -> dict[str, float]:
+        """K critic steps, then (after warm-up) K actor steps; returns the mean of each metric."""
+        logs: dict[str, list[float]] = {}
+        for _ in range(self.cfg.critic_steps):
+            _append(logs, critic_step(self.critic, self.target, self.actor,
+                                      buffer.sample(self.cfg.batch_size), self.critic_opt, self.cfg))
+        if iteration >= self.cfg.warmup_iterations:
+            for _ in range(self.cfg.actor_steps):
+                states = buffer.sample(self.cfg.batch_size).states
+                _append(logs, actor_step(self.actor, self.critic, states, self.actor_opt, self.cfg,
+                                         self.baseline, self.baseline_opt))
+        return {k: float(sum(v) / len(v)) for k, v in logs.items()}
+
+    def state_dict(self) -> dict:
+        state = {"critic": self.critic.state_dict(), "target": self.target.state_dict(),
+                 "critic_opt": self.critic_opt.state_dict(), "actor_opt": self.actor_opt.state_dict()}
+        if self.baseline is not None:
+            state.update(baseline=self.baseline.state_dict(), baseline_opt=self.baseline_opt.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.target.load_state_dict(state["target"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        if self.baseline is not None:
+            self.baseline.load_state_dict(state["baseline"])
+            self.baseline_opt.load_state_dict(state["baseline_opt"])
+
+
+def _append(logs: dict[str, list[float]], metrics: dict[str, float]) -> None:
+    for k, v in metrics.items():
+        logs.setdefault(k, []).append(v)

