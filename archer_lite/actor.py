@@ -281,7 +281,7 @@ class Actor(nn.Module):
                                                   is_trainable=True)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(path))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as err:
+        except Exception as err:  # safetensors, json, torch and HF each raise their own kinds
             raise ValueError(f"Actor checkpoint at {path} is corrupt or incomplete ({err}). "
                              f"Re-create it with `python -m archer_lite sft` or restore it from git.") from err
         return cls(model, tokenizer, config)

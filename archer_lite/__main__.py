@@ -1,0 +1,125 @@
+"""archer_lite's command line.
+
+    python -m archer_lite sft   --env twenty_questions_subset          # build the shipped SFT actor
+    python -m archer_lite train --env twenty_questions_subset --algo archer --preset cpu_course
+    python -m archer_lite eval  --env twenty_questions_subset --actor data/checkpoints/twenty_questions_subset
+    python -m archer_lite play  TwentyQuestions
+    python -m archer_lite bench sample-efficiency                       # see archer_lite.bench
+
+``train`` takes ``--set key=value`` overrides (``--set archer.actor_lr=1e-4``), so every config
+field is reachable; the run goes to ``runs/<name>/`` (config.json, metrics.jsonl, checkpoint/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects key=value (got {pair!r}), e.g. --set archer.actor_lr=1e-4")
+        key, value = pair.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def cmd_train(args) -> None:
+    from archer_lite.train import preset, train
+
+    overrides = _overrides(args.set)
+    overrides.update(env=args.env, algo=args.algo, seed=args.seed,
+                     run_dir=args.run_dir or f"runs/{args.env}_{args.algo}_s{args.seed}")
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    cfg = preset(args.preset, **overrides)
+    run = train(cfg)
+    print(f"run written to {run}/ (config.json, metrics.jsonl, checkpoint/)")
+
+
+def cmd_sft(args) -> None:
+    from archer_lite.sft_checkpoints import build_sft_checkpoint
+
+    for env in args.env:
+        build_sft_checkpoint(env, epochs=args.epochs, eval_episodes=args.eval_episodes, seed=args.seed)
+
+
+def cmd_eval(args) -> None:
+    from archer_lite.actor import Actor
+    from archer_lite.rollout import EpisodeStats, collect
+    from archer_lite.train import sft_checkpoint_dir
+
+    actor = Actor.load(args.actor or sft_checkpoint_dir(args.env))
+    for mode, greedy in (("sampled", False), ("greedy", True)):
+        stats = EpisodeStats.of(collect(lambda s: actor.sample(s, greedy=greedy), args.env,
+                                        args.episodes, seed=args.seed))
+        print(f"{mode:8s} return {stats.mean_return:7.3f} ± {stats.std_return:5.2f}  success "
+              f"{stats.success_rate:5.1%}  repeats {stats.repeat_rate:5.1%}  invalid {stats.invalid_rate:5.1%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from archer_lite.envs import ENVS
+    from archer_lite.train import ALGOS, PRESETS
+
+    parser = argparse.ArgumentParser(prog="python -m archer_lite", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a policy (ArCHer or a baseline)")
+    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
+    p.add_argument("--algo", default="archer", choices=list(ALGOS))
+    p.add_argument("--preset", default="cpu_course", choices=list(PRESETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--run-dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any TrainConfig field, e.g. archer.critic_lr=3e-4")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sft", help="behaviour-clone the noisy demos into the tiny actor (data/checkpoints/)")
+    p.add_argument("--env", nargs="+", default=["twenty_questions_subset"], choices=list(ENVS))
+    p.add_argument("--epochs", type=int, default=0, help="0 = the env's default")
+    p.add_argument("--eval-episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("eval", help="sampled and greedy return of an actor checkpoint")
+    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
+    p.add_argument("--actor", help="checkpoint dir (default: the shipped SFT actor)")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=10_000_000)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("play", help="play an environment in the terminal")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("archer_lite.envs.play", fromlist=["main"]).main(a.rest))
+
+    p = sub.add_parser("bench", help="benchmarks (see python -m archer_lite.bench --help)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("archer_lite.bench", fromlist=["main"]).main(a.rest))
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()
