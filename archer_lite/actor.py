@@ -227,18 +227,21 @@ class Actor(nn.Module):
                       else [list(a) for a in actions])
         seqs = [s + a for s, a in zip(state_ids, action_ids)]
         ids, mask, positions = self._left_pad(seqs)  # (B, T)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        width = max(len(a) for a in action_ids)
+        # Actions sit at the right end of every left-padded row, so only the last width + 1
+        # positions' logits are needed (the LM head over all T positions is most of the cost).
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=width + 1).logits[:, -(width + 1):]  # (B, W+1, vocab)
         banned = torch.tensor(self.banned_ids, dtype=torch.long, device=ids.device)
         # the policy never emits special tokens (sample() masks them the same way)
-        logits = logits[:, :-1].float().index_fill(-1, banned, float("-inf"))
-        logp_all = F.log_softmax(logits, dim=-1)  # (B, T-1, vocab) predicts ids[:, 1:]
-        token_logp = logp_all.gather(2, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
-        width = max(len(a) for a in action_ids)
-        # the action occupies the last len(a) positions of each left-padded row
+        logits = logits[:, :-1].float().index_fill(-1, banned, float("-inf"))  # (B, W, vocab)
+        logp_all = F.log_softmax(logits, dim=-1)  # row i, column j predicts ids[i, T - W + j]
+        token_logp = logp_all.gather(2, ids[:, -width:, None]).squeeze(-1)  # (B, W)
+        # row i's action is its last len(a) tokens: move it to the front, mask the rest
         out_logp = torch.zeros((len(seqs), width), device=ids.device)
         out_mask = torch.zeros((len(seqs), width), device=ids.device)
         for i, a in enumerate(action_ids):
-            out_logp[i, :len(a)] = token_logp[i, token_logp.shape[1] - len(a):]
+            out_logp[i, :len(a)] = token_logp[i, width - len(a):]
             out_mask[i, :len(a)] = 1.0
         return out_logp, out_mask
 

@@ -114,7 +114,7 @@ def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer:
     optimizer.step()
     return {"actor_loss": loss.item(), "advantage_mean": advantage.mean().item(),
             "advantage_std": advantage.std().item() if len(advantage) > 1 else 0.0,
-            "actor_grad_norm": float(grad_norm), "baseline_loss": float(baseline_loss)}
+            "actor_grad_norm": float(grad_norm), "baseline_loss": baseline_loss.item()}
 
 
 def actor_token_logprobs_hidden(actor: Actor, states, tokens):
