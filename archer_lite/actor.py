@@ -82,7 +82,8 @@ def build_tiny_gpt2(tokenizer, n_layer: int = 2, n_embd: int = 128, n_head: int 
 
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd,
                         n_layer=n_layer, n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id,
+                        attn_pdrop=0.0, activation_function="gelu",  # torch's fused GELU, not tanh-approx
+                        bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return GPT2LMHeadModel(config)
 
@@ -180,7 +181,8 @@ class Actor(nn.Module):
         temperature = temperature or self.config.temperature
         ids, mask, positions = self._left_pad(self.encode_states(states))
         batch = ids.shape[0]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1)  # prefill: only the last position's logits are needed
         logits, cache = out.logits[:, -1], out.cache  # (B, vocab)
         next_pos = positions[:, -1:] + 1  # (B, 1)
         tokens = torch.zeros((batch, 0), dtype=torch.long, device=ids.device)
@@ -267,6 +269,9 @@ class Actor(nn.Module):
         """Load an actor written by :meth:`save` (a clear error if it is missing or broken)."""
         from transformers import AutoModelForCausalLM
 
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar for a tiny model
         path = Path(path)
         cfg_file = path / "actor_config.json"
         if not cfg_file.exists():

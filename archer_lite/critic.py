@@ -35,13 +35,13 @@ class CriticConfig:
     """Tiny encoder's tokenizer: an env name/family or path; "" = the env's shipped one."""
     freeze_encoder: bool = False
     """Train only the heads (the encoder's features stay fixed)."""
-    d_model: int = 128
-    """Tiny encoder: hidden size."""
+    d_model: int = 64
+    """Tiny encoder: hidden size (the critic phase is most of ArCHer's time: keep it lean)."""
     n_layer: int = 2
     """Tiny encoder: transformer layers."""
     n_head: int = 4
     """Tiny encoder: attention heads."""
-    max_tokens: int = 256
+    max_tokens: int = 192
     """Texts keep their most recent tokens (states grow with every turn)."""
     hidden: int = 256
     """Width of the Q and V MLP heads."""

@@ -75,8 +75,7 @@ def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch:
         y1 = td_target(rewards, dones, vbar1_next, cfg.gamma)  # r + gamma (1-done) Vbar_1(s')
         y2 = td_target(rewards, dones, vbar2_next, cfg.gamma)
         qbar1, qbar2, _, _ = target.q_v(batch.states, fresh_actions)  # Qbar_i(s, a~)
-    q1, q2, _, _ = critic.q_v(batch.states, batch.actions)
-    v1, v2 = critic.values(batch.states)
+    q1, q2, v1, v2 = critic.q_v(batch.states, batch.actions)  # one encoding of s serves Q and V
     loss_q, loss_v = q_loss(q1, q2, y1, y2), v_loss(v1, v2, qbar1, qbar2)
     optimizer.zero_grad()
     (loss_q + loss_v).backward()

@@ -1,0 +1,261 @@
+"""Benchmarks: they print tables and write results files (never timed tests).
+
+    python -m archer_lite.bench envs                 # demonstrator returns + env steps/s
+    python -m archer_lite.bench throughput           # batched sampler vs generate loop, update samples/s
+    python -m archer_lite.bench sample-efficiency    # the ArCHer-vs-baselines grid (hours of CPU)
+    python -m archer_lite.bench sample-efficiency --envs twenty_questions_subset --methods archer filtered_bc --seeds 0
+
+The sample-efficiency grid is resumable: every (env, method, seed) cell is a training run under
+``runs/bench/`` (itself resumable) and is merged into ``data/benchmarks/sample_efficiency.json``
+as soon as it finishes, with its wall time and the code version. Re-running skips finished cells.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archer_lite.paths import DATA_DIR
+
+RESULTS_DIR = DATA_DIR / "benchmarks"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ----- envs ------------------------------------------------------------------------------------------
+def bench_envs(episodes: int = 1000, out: Path | None = None) -> dict[str, Any]:
+    """Scripted expert vs noisy demonstrator mean return, and env steps/s, for every env."""
+    from archer_lite.data import play_episode
+    from archer_lite.envs import ENVS, make_env
+
+    results, rows = {}, []
+    for name in ENVS:
+        env, rng = make_env(name), np.random.default_rng(0)
+        entry: dict[str, Any] = {}
+        for policy in ("expert", "noisy"):
+            records = [play_episode(env, policy, rng, seed=i) for i in range(episodes)]
+            entry[f"{policy}_mean_return"] = float(np.mean([r["return"] for r in records]))
+            entry[f"{policy}_success_rate"] = float(np.mean([r["success"] for r in records]))
+            entry[f"{policy}_mean_turns"] = float(np.mean([len(r["turns"]) for r in records]))
+        # steps/s: replay recorded noisy actions (no demonstrator time in the measurement)
+        actions = [[u for u, _ in r["turns"]] for r in records[:200]]
+        steps, t0 = 0, time.perf_counter()
+        for seed, episode in enumerate(actions):
+            env.reset(seed=seed)
+            for a in episode:
+                env.step(a)
+                steps += 1
+        entry["steps_per_second"] = steps / (time.perf_counter() - t0)
+        results[name] = entry
+        rows.append([name, entry["expert_mean_return"], entry["noisy_mean_return"],
+                     entry["expert_success_rate"], entry["noisy_success_rate"], round(entry["steps_per_second"])])
+    print(_table(rows, ["env", "expert return", "noisy return", "expert success", "noisy success", "steps/s"]))
+    _write_json(out or RESULTS_DIR / "envs.json", {"episodes": episodes, "results": results})
+    return results
+
+
+# ----- throughput -----------------------------------------------------------------------------------
+def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, repeats: int = 3,
+                     out: Path | None = None) -> dict[str, float]:
+    """Utterances/s of the batched sampler vs a per-state ``model.generate`` loop; update samples/s."""
+    import torch
+
+    from archer_lite.actor import Actor, ActorConfig
+    from archer_lite.algorithms.archer import ArcherConfig, actor_step, critic_step
+    from archer_lite.buffer import ReplayBuffer
+    from archer_lite.critic import CriticConfig, DoubleCritic, make_target
+    from archer_lite.rollout import collect
+    from archer_lite.seeding import set_seed
+    from archer_lite.train import sft_checkpoint_dir
+
+    set_seed(0)
+    path = sft_checkpoint_dir(env)
+    actor = Actor.load(path) if path.exists() else Actor.from_config(ActorConfig(), env=env)
+    buffer = ReplayBuffer(10_000)
+    for traj in collect(actor.sample, env, 64, seed=0):
+        buffer.add_trajectory(traj)
+    states = buffer.sample(n_states).states
+    res: dict[str, float] = {"threads": torch.get_num_threads(), "batch": n_states}
+
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        actor.sample(states)
+    res["batched_sampler_utterances_per_s"] = repeats * n_states / (time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for s in states:
+            ids = torch.tensor([actor.encode_states([s])[0]])
+            actor.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                 max_new_tokens=actor.config.max_utterance_tokens,
+                                 eos_token_id=actor.stop_id, pad_token_id=actor.pad_id)
+    res["generate_loop_utterances_per_s"] = n_states / (time.perf_counter() - t0)
+
+    critic = DoubleCritic.from_config(CriticConfig(), env=env)
+    target, cfg = make_target(critic), ArcherConfig(batch_size=n_states)
+    c_opt = torch.optim.Adam(critic.parameters(), 1e-3)
+    a_opt = torch.optim.Adam(actor.model.parameters(), 2e-4)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        critic_step(critic, target, actor, buffer.sample(n_states), c_opt, cfg)
+    res["critic_update_samples_per_s"] = repeats * n_states / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        actor_step(actor, critic, buffer.sample(n_states).states, a_opt, cfg)
+    res["actor_update_samples_per_s"] = repeats * n_states / (time.perf_counter() - t0)
+    res["speedup_batched_vs_generate"] = res["batched_sampler_utterances_per_s"] / res["generate_loop_utterances_per_s"]
+    print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
+    _write_json(out or RESULTS_DIR / "throughput.json", {"env": env, **res})
+    return res
+
+
+# ----- sample efficiency --------------------------------------------------------------------------
+METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
+BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
+"""ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
+PPO_BUDGET_FACTOR = 20
+
+
+def cell_config(env: str, method: str, seed: int, budget: int):
+    """The TrainConfig of one grid cell (cpu_course schedule, sized to the trajectory budget)."""
+    from archer_lite.train import preset
+
+    per_iter = 64 if method == "ppo" else 16
+    total = budget * (PPO_BUDGET_FACTOR if method == "ppo" else 1)
+    iterations = max(1, total // per_iter)
+    return preset("cpu_course", env=env, algo=method, seed=seed, iterations=iterations,
+                  rollout_trajectories=per_iter, rollout_batch=min(per_iter, 32),
+                  eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
+                  run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5)
+
+
+def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int],
+                            out: Path | None = None, budget_scale: float = 1.0) -> dict[str, Any]:
+    from archer_lite.train import code_version, read_metrics, train
+
+    out = out or RESULTS_DIR / "sample_efficiency.json"
+    data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
+    for env in envs:
+        for method in methods:
+            for seed in seeds:
+                key = f"{env}/{method}/seed{seed}"
+                if data["cells"].get(key, {}).get("finished"):
+                    continue
+                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale))
+                t0 = time.perf_counter()
+                print(f"== cell {key}: {cfg.iterations} iterations x {cfg.rollout_trajectories} trajectories",
+                      flush=True)
+                train(cfg)
+                data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
+                data["cells"][key] = {"finished": True, "wall_seconds": time.perf_counter() - t0,
+                                      "code_version": code_version(), "config": cfg.to_dict(),
+                                      "metrics": read_metrics(cfg.run_dir)}
+                _write_json(out, data)
+    summarize(data, out)
+    return data
+
+
+def summarize(data: dict[str, Any], out: Path) -> None:
+    """Print the table (trajectories to reach filtered BC's best; return at 1k/5k/20k) and plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple[str, str], list[list[tuple[int, float, float, float]]]] = {}
+    for key, cell in data["cells"].items():
+        env, method, _ = key.split("/")
+        points = [(r["trajectories"], r["eval_sampled_mean_return"], r["eval_greedy_mean_return"],
+                   r["eval_sampled_success_rate"]) for r in cell["metrics"] if "eval_sampled_mean_return" in r]
+        curves.setdefault((env, method), []).append(points)
+    for env in sorted({e for e, _ in curves}):
+        bc = [p[1] for run in curves.get((env, "filtered_bc"), []) for p in run]
+        threshold = max(bc) if bc else None
+        rows = []
+        for method in METHODS:
+            runs = curves.get((env, method))
+            if not runs:
+                continue
+            reach = []
+            for run in runs:
+                hit = next((t for t, r, *_ in run if threshold is not None and r >= threshold), None)
+                reach.append(hit)
+            budget = max(t for run in runs for t, *_ in run)
+            reached = [r for r in reach if r is not None]
+            need = (f"{int(np.median(reached))}" if len(reached) == len(reach) else f"> {budget}") \
+                if threshold is not None else "n/a"
+            at = []
+            for mark in (1_000, 5_000, 20_000):
+                vals = [next((r for t, r, *_ in run if t >= mark), None) for run in runs]
+                vals = [v for v in vals if v is not None]
+                at.append(f"{np.median(vals):.2f}" if vals else "-")
+            final = np.median([run[-1][1] for run in runs])
+            rows.append([method, len(runs), need, *at, f"{final:.2f}"])
+        thr = f"{threshold:.2f}" if threshold is not None else "n/a"
+        print(f"\n{env}: filtered BC's best sampled return = {thr}")
+        print(_table(rows, ["method", "seeds", "traj to reach BC best", "ret@1k", "ret@5k", "ret@20k", "final"]))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+        for method in METHODS:
+            runs = curves.get((env, method))
+            if not runs:
+                continue
+            for ax, idx, label in zip(axes, (1, 2, 3), ("sampled return", "greedy return", "success rate")):
+                xs = sorted({p[0] for run in runs for p in run})
+                grid = np.array([[np.interp(x, [p[0] for p in run], [p[idx] for p in run]) for x in xs] for run in runs])
+                ax.plot(xs, np.median(grid, 0), label=method)
+                ax.fill_between(xs, grid.min(0), grid.max(0), alpha=0.2)
+                ax.set_xscale("log")
+                ax.set_xlabel("trajectories collected")
+                ax.set_ylabel(label)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"{env}: median and range over seeds")
+        fig.tight_layout()
+        fig.savefig(out.with_name(f"sample_efficiency_{env}.png"), dpi=100)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from archer_lite.envs import ENVS
+
+    parser = argparse.ArgumentParser(prog="python -m archer_lite.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("envs")
+    p.add_argument("--episodes", type=int, default=1000)
+    p = sub.add_parser("throughput")
+    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
+    p.add_argument("--batch", type=int, default=64)
+    p = sub.add_parser("sample-efficiency")
+    p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
+                   choices=list(ENVS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--budget-scale", type=float, default=1.0, help="scale every trajectory budget")
+    args = parser.parse_args(argv)
+    if args.what == "envs":
+        bench_envs(args.episodes)
+    elif args.what == "throughput":
+        bench_throughput(args.env, args.batch)
+    else:
+        bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale)
+
+
+if __name__ == "__main__":
+    main()
