@@ -21,8 +21,10 @@ from archer_lite.rollout import EpisodeStats, collect
 from archer_lite.seeding import set_seed
 from archer_lite.train import sft_checkpoint_dir
 
-SFT_EPOCHS = {"twenty_questions": 4, "twenty_questions_subset": 6, "guess_my_city": 4,
-              "detective": 6, "minishop": 6, "corridor": 3}
+SFT_EPOCHS = {"twenty_questions": 4, "twenty_questions_subset": 6, "guess_my_city": 8,
+              "detective": 3, "minishop": 3, "corridor": 3}
+SFT_MAX_DEMOS = {"detective": 200}
+"""Detective episodes are long (~38 turns of long states): a subset of demos keeps SFT in minutes."""
 EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
@@ -42,7 +44,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     set_seed(seed)
     t0 = time.perf_counter()
     actor = Actor.from_config(ActorConfig(), env=env)
-    pairs = demo_pairs(env)
+    pairs = demo_pairs(env, max_demos=SFT_MAX_DEMOS.get(env, 0))
     cfg = SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4))
     losses = sft(actor, pairs, cfg, seed=seed)
     out = sft_checkpoint_dir(env)

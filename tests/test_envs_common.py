@@ -99,7 +99,8 @@ def test_batched_env_steps_only_active_envs():
     assert list(rewards) == [0.0, -1.0, -1.0] and list(term) == [True, False, False]
     assert list(envs.active) == [False, True, True]
     obs, rewards, term, trunc, infos = envs.step(["go right", "go right", "go right"])
-    assert rewards[0] == 0.0 and infos[0]["turn"] == 2  # the finished env was not stepped
-    assert list(envs.active) == [False, False, True]
+    assert list(rewards) == [0.0, 0.0, 0.0] and list(term) == [False, True, True]
+    assert infos[0]["turn"] == 2 and infos[1]["turn"] == 3  # the finished env was not stepped
+    assert envs.all_done
     with pytest.raises(ValueError, match="one action per env"):
         envs.step(["wait"])
