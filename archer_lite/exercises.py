@@ -34,23 +34,22 @@ def check_corridor_value(value: float) -> str:
 
 
 def check_information_gain_question(fn: Callable[[list[str]], str]) -> str:
-    """Exercise 01.3: ``fn(candidates)`` returns the attribute (column name of data/objects.csv)
+    """Exercise 01.3: ``fn(candidates)`` returns the attribute (a column of data/objects.csv)
     whose yes/no answer splits the candidate objects most evenly."""
-    from archer_lite.envs.twenty_questions import load_objects
+    from archer_lite.envs.twenty_questions import SUBSET_OBJECTS, load_objects
 
-    objects = load_objects()
-    candidates = ["football", "dog", "banana", "truck", "pants", "computer", "piano", "chair", "pen",
-                  "scissors"]
+    table = load_objects()
+    candidates = list(SUBSET_OBJECTS)
     try:
         attribute = fn(candidates)
     except Exception as err:
         return _verdict(False, "", f"your function raised {type(err).__name__}: {err}")
-    table = {o.name: o for o in objects}
-    if not any(attribute in table[c].attributes for c in candidates):
-        return _verdict(False, "", f"{attribute!r} is not an attribute of the table.")
-    yes = [c for c in candidates if table[c].attributes[attribute]]
-    best = min(abs(2 * sum(table[c].attributes[a] for c in candidates) - len(candidates))
-               for a in table[candidates[0]].attributes)
-    ok = abs(2 * len(yes) - len(candidates)) == best
-    return _verdict(ok, f"{attribute!r} splits {len(yes)} / {len(candidates) - len(yes)}.",
-                    f"{attribute!r} splits {len(yes)} / {len(candidates) - len(yes)}; a more even split exists.")
+    if attribute not in table.attributes:
+        return _verdict(False, "", f"{attribute!r} is not an attribute; see load_objects().attributes.")
+    rows = [table.index(c) for c in candidates]
+    yes_counts = table.values[rows].sum(0)  # (n_attributes,) how many candidates say yes
+    imbalance = np.abs(2 * yes_counts - len(candidates))
+    mine = int(imbalance[table.attributes.index(attribute)])
+    yes = int(yes_counts[table.attributes.index(attribute)])
+    return _verdict(mine == int(imbalance.min()), f"{attribute!r} splits {yes} / {len(candidates) - yes}.",
+                    f"{attribute!r} splits {yes} / {len(candidates) - yes}; a more even split exists.")

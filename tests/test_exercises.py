@@ -16,3 +16,16 @@ def test_corridor_value_checker():
     _, v = policy_values(env.transition_model(), lambda s: {"go right": 1.0}, 0.5)
     assert check_corridor_value(v[env.state_text(0)]).startswith("Correct")
     assert check_corridor_value(-2.0).startswith("Not yet")
+
+
+def test_information_gain_checker():
+    from archer_lite.envs.twenty_questions import load_objects
+    from archer_lite.exercises import check_information_gain_question
+
+    def best_question(candidates):
+        table = load_objects()
+        yes = table.values[[table.index(c) for c in candidates]].sum(0)
+        return table.attributes[int(abs(2 * yes - len(candidates)).argmin())]
+
+    assert check_information_gain_question(best_question).startswith("Correct")
+    assert check_information_gain_question(lambda c: "no_such_attribute").startswith("Not yet")

@@ -335,7 +335,8 @@ class MiniShop(TextEnv):
             self._page = "done"
             reward = purchase_reward(self._hidden["goal"], product, self._selected)
             return (bought_text(product, self._selected), reward, True,
-                    {"bought_id": product.id, "selected": dict(self._selected)})
+                    {"bought_id": product.id, "selected": dict(self._selected),
+                     "success": reward >= 1.0})  # success: a perfect match (reward exactly 1)
         key = product.option_key(arg)
         if key is None:
             return self._invalid()
