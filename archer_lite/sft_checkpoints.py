@@ -39,7 +39,7 @@ def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) ->
 
 
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
-                         threads: int = 2) -> dict:
+                         threads: int = 1) -> dict:
     torch.set_num_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
