@@ -35,6 +35,8 @@ def play(name: str, seed: int = 0, watch: str | None = None,
             except EOFError:
                 out.write("\n(input ended)\n")
                 break
+            if not sys.stdin.isatty() and read is input:
+                out.write(action + "\n")  # echo piped input so the transcript reads like a session
             if action.strip() == ":quit":
                 break
             if action.strip() == ":hint":
