@@ -165,11 +165,16 @@ def build_algorithm(cfg: TrainConfig, actor: Actor):
 
 
 def evaluate(algo, env: str, episodes: int, seed: int, batch: int = 32) -> dict[str, float]:
-    """Sampled (temperature 1) and greedy evaluation on fixed seeds (the same every time)."""
+    """Sampled (temperature 1) and greedy evaluation on fixed seeds (the same every time).
+
+    Runs on a forked torch RNG: how often a run evaluates never changes what it trains on.
+    """
     out = {}
-    for mode, policy in (("sampled", algo.act), ("greedy", _greedy_policy(algo))):
-        stats = EpisodeStats.of(collect(policy, env, episodes, seed=seed, batch_size=batch))
-        out.update({f"eval_{mode}_{k}": v for k, v in asdict(stats).items() if k != "n"})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for mode, policy in (("sampled", algo.act), ("greedy", _greedy_policy(algo))):
+            stats = EpisodeStats.of(collect(policy, env, episodes, seed=seed, batch_size=batch))
+            out.update({f"eval_{mode}_{k}": v for k, v in asdict(stats).items() if k != "n"})
     return out
 
 

@@ -11,9 +11,9 @@ TINY = {"actor": {"n_embd": 32, "n_layer": 1, "n_head": 2, "max_utterance_tokens
         "critic": {"d_model": 32, "n_layer": 1, "n_head": 2, "hidden": 32}}
 
 
-def tiny_config(run_dir, algo="archer", iterations=3, **kw):
+def tiny_config(run_dir, algo="archer", iterations=3, eval_every=2, **kw):
     return preset("cpu_course", env="corridor", algo=algo, init_actor="scratch", iterations=iterations,
-                  rollout_trajectories=4, rollout_batch=4, eval_every=2, eval_episodes=4,
+                  rollout_trajectories=4, rollout_batch=4, eval_every=eval_every, eval_episodes=4,
                   run_dir=str(run_dir), progress=False, threads=1,
                   archer={"critic_steps": 2, "actor_steps": 1, "batch_size": 8, "warmup_iterations": 1},
                   filtered_bc={"steps": 1, "batch_size": 8}, ppo={"epochs": 1, "minibatch_size": 8},
@@ -75,3 +75,11 @@ def test_config_errors_name_the_fix():
         preset("gpu_huge")
     with pytest.raises(FileNotFoundError, match="sft"):
         train(TrainConfig(env="corridor", init_actor="/nonexistent/actor", progress=False))
+
+
+def test_evaluation_does_not_change_training(tmp_path):
+    often = _numbers(train(tiny_config(tmp_path / "a", iterations=4, eval_every=1)))
+    rarely = _numbers(train(tiny_config(tmp_path / "b", iterations=4, eval_every=4)))
+    train_keys = [k for k in often[0] if not k.startswith("eval_")]
+    assert [{k: r[k] for k in train_keys} for r in often] == [{k: r[k] for k in train_keys} for r in rarely]
+    assert often[-1]["eval_sampled_mean_return"] == rarely[-1]["eval_sampled_mean_return"]
