@@ -32,7 +32,7 @@ course: $(STAMP)
 	@mkdir -p $(OUT)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		$(PY) -m papermill --log-level WARNING -p SMOKE $(SMOKE) $$nb $(OUT)/$$(basename $$nb) || exit 1; \
+		$(PY) -m papermill --no-progress-bar --log-level WARNING -p SMOKE $(SMOKE) $$nb $(OUT)/$$(basename $$nb) || exit 1; \
 	done
 	@echo "Course done: executed notebooks are in $(OUT)/ (open them with 'make lab')."
 
