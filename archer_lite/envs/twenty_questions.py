@@ -336,14 +336,17 @@ class TwentyQuestions(TextEnv):
     def noisy_action(self, rng: np.random.Generator, noise: float = 0.5) -> str:
         """The suboptimal demonstrator for SFT data.
 
-        With probability ``noise`` a random action: a uniformly random canonical question (80%)
+        With probability ``noise`` a random action: a uniformly random canonical question not asked yet (80%)
         or a guess of a uniformly random object of this env (20%); otherwise the expert's action.
         """
         if rng.random() < noise:
             if rng.random() < RANDOM_GUESS_SHARE:
                 row = self.object_ids[rng.integers(len(self.object_ids))]
                 return guess_question(self.table.names[row])
-            return self._canonical[rng.integers(len(self._canonical))]
+            _, asked = self.consistent_candidates()
+            fresh = [i for i in range(len(self._canonical)) if i not in asked]  # a weak player, not a looping one
+            return self._canonical[int(rng.choice(fresh))] if fresh else \
+                self._canonical[rng.integers(len(self._canonical))]
         return self.expert_action(rng)
 
     def corpus(self) -> list[str]:
