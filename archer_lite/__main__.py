@@ -29,7 +29,7 @@ def _overrides(pairs: list[str]) -> dict:
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--set expects key=value (got {pair!r}), e.g. --set archer.actor_lr=1e-4")
+            raise ValueError(f"--set expects key=value (got {pair!r}), e.g. --set archer.actor_lr=1e-4")
         key, value = pair.split("=", 1)
         node = out
         parts = key.split(".")
