@@ -145,7 +145,7 @@ class ReplayBuffer:
             buf.load_state_dict(state)
         except FileNotFoundError:
             raise
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"Replay buffer file {path} is corrupt ({err}); delete it and "
                              f"re-collect, or restore the run's checkpoint.") from err
         return buf
