@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=lambda a: __import__("archer_lite.bench", fromlist=["main"]).main(a.rest))
 
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        from archer_lite.seeding import set_threads
+
+        set_threads(0)
     try:
         args.func(args)
     except (KeyError, ValueError, FileNotFoundError) as err:

@@ -24,3 +24,19 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+def set_threads(n: int = 0) -> int:
+    """Set torch's intra-op threads explicitly (``0`` = every core this process may use).
+
+    Entry points (train, sft, bench, tests) call this once so runs use a known thread count;
+    returns the number of threads set.
+    """
+    import torch
+
+    if n < 0:
+        raise ValueError(f"threads must be >= 0 (got {n}).")
+    if n == 0:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n

@@ -18,7 +18,7 @@ from archer_lite.algorithms.sft import SFTConfig, demo_pairs, sft
 from archer_lite.data import play_episode
 from archer_lite.envs import make_env
 from archer_lite.rollout import EpisodeStats, collect
-from archer_lite.seeding import set_seed
+from archer_lite.seeding import set_seed, set_threads
 from archer_lite.train import sft_checkpoint_dir
 
 SFT_EPOCHS = {"twenty_questions": 4, "twenty_questions_subset": 6, "guess_my_city": 8,
@@ -40,7 +40,7 @@ def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) ->
 
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
                          threads: int = 1) -> dict:
-    torch.set_num_threads(threads)
+    set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
     actor = Actor.from_config(ActorConfig(), env=env)

@@ -33,7 +33,7 @@ from archer_lite.critic import CriticConfig, DoubleCritic
 from archer_lite.envs import env_spec
 from archer_lite.paths import DATA_DIR
 from archer_lite.rollout import EpisodeStats, collect
-from archer_lite.seeding import set_seed
+from archer_lite.seeding import set_seed, set_threads
 
 ALGOS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 
@@ -67,7 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     """Save a checkpoint every N iterations (0 = never)."""
     threads: int = 0
-    """torch.set_num_threads (0 = leave torch's default)."""
+    """torch threads, set explicitly (0 = every available core; see seeding.set_threads)."""
     progress: bool = True
     """Show a tqdm progress bar."""
     actor: ActorConfig = field(default_factory=ActorConfig)
@@ -188,8 +188,7 @@ def train(cfg: TrainConfig, algo=None) -> Path:
     """Run (or resume) one training run; returns its run directory."""
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     set_seed(cfg.seed)
     actor = load_initial_actor(cfg)
     algo = algo or build_algorithm(cfg, actor)
