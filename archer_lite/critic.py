@@ -46,6 +46,12 @@ class CriticConfig:
     hidden: int = 256
     """Width of the Q and V MLP heads."""
 
+    def __post_init__(self):
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head}).")
+        if self.max_tokens < 1 or self.hidden < 1:
+            raise ValueError("max_tokens and hidden must be >= 1.")
+
 
 class TinyTextEncoder(nn.Module):
     """Word embeddings + a small bidirectional transformer + mean pooling: text -> (B, D)."""

@@ -21,8 +21,10 @@ from archer_lite.rollout import collect
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Tiny models run fastest on one thread; on 2 shared, busy cores torch's default of 2 threads
-    made one critic step ~60x slower here (measured: 1.7 s vs 0.028 s per step)."""
+    """Tiny models run fastest on one thread. With 2 threads on 2 cores while another process kept
+    one busy, a critic step (batch 128) took 1.6 s instead of 0.05 s (measured with
+    TOKENIZERS_PARALLELISM=false). One thread also pins the float summation order, so the
+    convergence test's numbers do not depend on the machine's core count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -188,7 +190,9 @@ def test_encoder_ignores_padding_and_keeps_the_most_recent_tokens():
     tail = " go right wait go left wait go right wait"
     with torch.no_grad():
         a, b = enc(["room 0" + tail, "room 3" + tail])
+        c, d = enc(["room 0 wait", "room 3 wait"])  # the same difference inside the window
     torch.testing.assert_close(a, b)
+    assert (c - d).abs().max().item() > 1e-3
 
 
 def test_critic_step_losses_and_polyak_update():
@@ -228,17 +232,19 @@ def test_critic_step_losses_and_polyak_update():
 def test_critic_converges_to_exact_corridor_values():
     """A DoubleCritic trained by critic_step on the corridor (5 rooms, slip 0, gamma 0.9) under the
     fixed policy pi = {go right 0.6, go left 0.2, wait 0.2} reaches the exact Q^pi and V^pi of
-    policy_values within 0.15, for min_i Q_i / min_i V_i (what the advantage uses) and for each head.
+    policy_values within 0.2, for min_i Q_i / min_i V_i (what the advantage uses) and for each
+    head separately, over all 4 rooms and 12 (room, action) pairs.
 
-    Why 0.15: the exact values span -5.64..0 (V: -5.15, -4.26, -2.89, -1.12), and in every room
-    "go right" beats the other actions by at least 0.81 (room 0), so an error below 0.15 (< 3% of
-    the range) also ranks the actions correctly, which the test checks. Measured with 1500 steps
-    of 64 transitions, Adam lr 1e-3 decayed linearly to 0: max error 0.04-0.07 over seeds 0-3
-    (seed 0 used here: max |dV| 0.062, max |dQ| 0.043), ~40 s on 2 busy cores. What remains is
-    mostly a shift common to all states, left by the V target's noise (one fresh action per
-    sampled state; in room 3 the Q values under pi differ by up to 3.6).
+    Why 0.2: the exact values span -5.64..0 (V: -5.15, -4.26, -2.89, -1.12), so 0.2 is 3.5% of
+    the range, and in every room "go right" beats the other actions by at least 0.81 (room 0),
+    so the learned Q also ranks the actions correctly (checked below). Measured with this
+    setup (800 steps of 128 transitions, Adam lr 1e-3 decayed linearly to 0, tau 0.1): largest
+    error over heads 0.05-0.14 across seeds 0-9 (median 0.07; seed 0, used here, 0.095), about
+    35 s on 2 busy cores. What remains is mostly a shift shared by all states that the TD loop
+    corrects slowly: noise from the V target's single fresh action per state (in room 3 the Q
+    values under pi differ by up to 3.6). Batches of 256 bring it to ~0.04 at twice the time.
     """
-    gamma, steps, batch_size = 0.9, 1500, 64
+    gamma, steps, batch_size = 0.9, 800, 128
     probs = {"go right": 0.6, "go left": 0.2, "wait": 0.2}
     env = Corridor()
     q_exact, v_exact = policy_values(env.transition_model(), FixedPolicy(probs, seed=0), gamma=gamma)
@@ -279,7 +285,7 @@ def test_critic_converges_to_exact_corridor_values():
     }
     print(f"critic vs exact after {steps} steps ({elapsed:.1f} s): "
           + ", ".join(f"{k} {v:.3f}" for k, v in errors.items()))
-    tolerance = 0.15
+    tolerance = 0.2
     assert max(errors.values()) < tolerance, errors
     # With that accuracy the greedy action is "go right" in every room.
     q_min = torch.minimum(q1, q2).view(len(states), len(ACTIONS))

@@ -67,8 +67,9 @@ class ArcherConfig:
 def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch: Batch,
                 optimizer: torch.optim.Optimizer, cfg: ArcherConfig) -> dict[str, float]:
     """One critic step (Q and V losses) followed by the Polyak update of the target."""
-    rewards = torch.as_tensor(batch.rewards)  # (B,)
-    dones = torch.as_tensor(batch.dones)  # (B,)
+    device = next(critic.parameters()).device
+    rewards = torch.as_tensor(batch.rewards, device=device)  # (B,)
+    dones = torch.as_tensor(batch.dones, device=device)  # (B,)
     fresh_actions = actor.sample(batch.states)  # a~ ~ pi(.|s), no gradient
     with torch.no_grad():
         vbar1_next, vbar2_next = target.values(batch.next_states)  # (B,), (B,)
