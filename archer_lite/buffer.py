@@ -86,7 +86,8 @@ class ReplayBuffer:
         for t in traj.transitions:
             t.traj_id = traj_id
             self.transitions.append(t)
-        self.trajectory_info[traj_id] = {"return": traj.ret, "success": traj.success, "length": len(traj)}
+        self.trajectory_info[traj_id] = {"return": traj.ret, "success": traj.success, "length": len(traj),
+                                         "repeats": traj.repeats, "invalid": traj.invalid}
         alive = {self.transitions[0].traj_id} if self.transitions else set()
         oldest = min(alive) if alive else traj_id
         for old in [k for k in self.trajectory_info if k < oldest]:
@@ -117,7 +118,8 @@ class ReplayBuffer:
     def _complete(self, transitions: list[Transition]) -> Iterator[Trajectory]:
         info = self.trajectory_info.get(transitions[0].traj_id)
         if info and len(transitions) == info["length"]:
-            yield Trajectory(transitions, info["success"], transitions[0].traj_id)
+            yield Trajectory(transitions, info["success"], transitions[0].traj_id,
+                             info.get("repeats", 0), info.get("invalid", 0))
 
     # ----- save / load --------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,7 +1,7 @@
 """Build the shipped SFT actors: ``python -m archer_lite sft --env <name>``.
 
-Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``) into a fresh tiny
-GPT-2, saves it to ``data/checkpoints/<env>/`` (safetensors, a few MB) and writes ``eval.json``
+Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the unlikelihood
+term against repeats (see :mod:`archer_lite.algorithms.sft`), into a fresh tiny GPT-2, saves it to ``data/checkpoints/<env>/`` (safetensors, a few MB) and writes ``eval.json``
 beside it: the SFT actor's sampled and greedy return, success, repeat and invalid rates on 200
 fixed evaluation episodes, next to the scripted expert's and the noisy demonstrator's.
 """
@@ -44,12 +44,13 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     set_seed(seed)
     t0 = time.perf_counter()
     actor = Actor.from_config(ActorConfig(), env=env)
-    pairs = demo_pairs(env, max_demos=SFT_MAX_DEMOS.get(env, 0))
+    pairs = demo_pairs(env, max_demos=SFT_MAX_DEMOS.get(env, 0), earlier=True)
     cfg = SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4))
     losses = sft(actor, pairs, cfg, seed=seed)
     out = sft_checkpoint_dir(env)
     actor.save(out)
-    report = {"env": env, "pairs": len(pairs), "epochs": cfg.epochs, "final_loss": float(np.mean(losses[-20:])),
+    report = {"env": env, "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
+              "unlikelihood": cfg.unlikelihood, "final_loss": float(np.mean(losses[-20:])),
               "parameters": actor.num_parameters(), "train_seconds": time.perf_counter() - t0,
               "eval_episodes": eval_episodes}
     for mode, greedy in (("sampled", False), ("greedy", True)):

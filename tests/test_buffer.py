@@ -30,7 +30,8 @@ def test_fifo_eviction_keeps_the_newest_transitions():
     assert [t.traj_id for t in buf.transitions] == [1, 1, 1, 2, 2]
     # Bookkeeping of the fully evicted trajectory 0 is dropped; 1 and 2 remain.
     assert sorted(buf.trajectory_info) == [1, 2]
-    assert buf.trajectory_info[1] == {"return": -3.0, "success": False, "length": 3}
+    assert buf.trajectory_info[1] == {"return": -3.0, "success": False, "length": 3, "repeats": 0,
+                                      "invalid": 0}
 
 
 def test_capacity_must_be_positive():
@@ -106,6 +107,15 @@ def test_trajectories_are_whole_in_order_with_their_returns():
     assert [t.success for t in trajs] == [True, False, True]
     assert [len(t) for t in trajs] == [3, 2, 1]
     assert [[x.done for x in t.transitions] for t in trajs] == [[False, False, True], [False, False], [True]]
+
+
+def test_trajectories_keep_their_repeat_and_invalid_counts():
+    buf = ReplayBuffer(capacity=100)
+    traj = make_traj("a", 4)
+    traj.repeats, traj.invalid = 2, 1
+    buf.add_trajectory(traj)
+    buf.add_trajectory(make_traj("b", 2))
+    assert [(t.repeats, t.invalid) for t in buf.trajectories()] == [(2, 1), (0, 0)]
 
 
 def test_partly_evicted_trajectory_is_skipped():

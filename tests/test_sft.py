@@ -1,0 +1,73 @@
+"""SFT: demonstration pairs with their history, the unlikelihood term and its effect."""
+import copy
+import math
+
+import pytest
+import torch
+
+from archer_lite.actor import Actor, ActorConfig
+from archer_lite.algorithms.sft import SFTConfig, bc_step, demo_pairs, sft, unlikelihood_loss
+from archer_lite.data import load_demos
+from archer_lite.seeding import set_seed
+
+ENV = "twenty_questions_subset"
+
+
+@pytest.fixture()
+def actor():
+    set_seed(0)
+    return Actor.from_config(ActorConfig(n_layer=1, n_embd=32, n_head=2), env=ENV)
+
+
+def test_demo_pairs_carry_the_utterances_said_before():
+    record = load_demos(ENV)[0]
+    pairs = demo_pairs(ENV, max_demos=1, earlier=True)
+    said = [u for u, _ in record["turns"]]
+    assert len(pairs) == len(said)
+    for k, (_, utterance, earlier) in enumerate(pairs):
+        assert utterance == said[k] and earlier == tuple(said[:k])
+    assert [p[:2] for p in pairs] == demo_pairs(ENV, max_demos=1)
+
+
+def test_unlikelihood_is_minus_log_of_one_minus_the_repeat_mass(actor):
+    states = ["Questions about an object.\nIs it alive?\nNo.\n", "Questions about an object.\n"]
+    earlier = [("Is it alive?", "Is it a pen?"), ()]
+    with torch.no_grad():
+        p = actor.utterance_logprob([states[0]] * 2, list(earlier[0])).exp().sum().item()
+        loss = unlikelihood_loss(actor, states, earlier).item()
+    # mean over the 2 states; the state with no history contributes 0
+    assert loss == pytest.approx(-math.log(1 - p) / 2, rel=1e-5)
+    assert unlikelihood_loss(actor, states, [(), ()]).item() == 0.0
+
+
+def test_unlikelihood_steps_push_down_a_likely_repeat(actor):
+    state, repeat, other = "Questions about an object.\nIs it a pen?\nNo.\n", "Is it a pen?", "Is it alive?"
+    opt = torch.optim.Adam(actor.model.parameters(), lr=1e-2)
+    for _ in range(20):  # make the repeat likely first
+        bc_step(actor, [state], [repeat], opt)
+    start = copy.deepcopy(actor.model.state_dict())
+    ends = {}
+    for weight in (0.0, 3.0):  # the same BC steps towards another question, with and without L_UL
+        actor.model.load_state_dict(start)
+        opt = torch.optim.Adam(actor.model.parameters(), lr=1e-2)
+        for _ in range(5):
+            bc_step(actor, [state], [other], opt, earlier=[(repeat,)], unlikelihood=weight)
+        with torch.no_grad():
+            ends[weight] = actor.utterance_logprob([state], [repeat]).item()
+    assert ends[3.0] < ends[0.0] - 1.0  # L_UL makes the repeat > e times less likely
+
+
+def test_sft_is_seeded_and_returns_one_loss_per_step(actor):
+    pairs = demo_pairs(ENV, max_demos=4, earlier=True)
+    cfg = SFTConfig(epochs=2, batch_size=8)
+    losses = sft(actor, pairs, cfg, seed=3, progress=False)
+    assert len(losses) == 2 * math.ceil(len(pairs) / 8)
+    set_seed(0)
+    again = Actor.from_config(ActorConfig(n_layer=1, n_embd=32, n_head=2), env=ENV)
+    assert sft(again, pairs, cfg, seed=3, progress=False) == losses
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"unlikelihood": -1.0}, {"batch_size": 0}])
+def test_bad_sft_config_is_rejected(bad):
+    with pytest.raises(ValueError, match="SFTConfig"):
+        SFTConfig(**bad)
