@@ -135,21 +135,24 @@ BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_m
 PPO_BUDGET_FACTOR = 20
 
 
-def cell_config(env: str, method: str, seed: int, budget: int):
-    """The TrainConfig of one grid cell (cpu_course schedule, sized to the trajectory budget)."""
+def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0):
+    """The TrainConfig of one grid cell (cpu_course schedule, sized to the trajectory budget;
+    ``threads`` torch threads, 0 = the preset's)."""
     from archer_lite.train import preset
 
     per_iter = 64 if method == "ppo" else 16
     total = budget * (PPO_BUDGET_FACTOR if method == "ppo" else 1)
-    iterations = max(1, total // per_iter)
+    iterations = -(-total // per_iter)  # ceil: the budget is always reached
     return preset("cpu_course", env=env, algo=method, seed=seed, iterations=iterations,
                   rollout_trajectories=per_iter, rollout_batch=min(per_iter, 32),
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
-                  run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5)
+                  run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
+                  **({"threads": threads} if threads else {}))
 
 
 def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int],
-                            out: Path | None = None, budget_scale: float = 1.0) -> dict[str, Any]:
+                            out: Path | None = None, budget_scale: float = 1.0,
+                            threads: int = 0) -> dict[str, Any]:
     from archer_lite.train import code_version, read_metrics, train
 
     out = out or RESULTS_DIR / "sample_efficiency.json"
@@ -160,7 +163,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                 key = f"{env}/{method}/seed{seed}"
                 if data["cells"].get(key, {}).get("finished"):
                     continue
-                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale))
+                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
                 t0 = time.perf_counter()
                 print(f"== cell {key}: {cfg.iterations} iterations x {cfg.rollout_trajectories} trajectories",
                       flush=True)
@@ -181,16 +184,28 @@ def summarize(data: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from archer_lite.train import sft_checkpoint_dir
+
     curves: dict[tuple[str, str], list[list[tuple[int, float, float, float]]]] = {}
+    finals: dict[tuple[str, str], list[dict[str, float]]] = {}
     for key, cell in data["cells"].items():
         env, method, _ = key.split("/")
-        points = [(r["trajectories"], r["eval_sampled_mean_return"], r["eval_greedy_mean_return"],
-                   r["eval_sampled_success_rate"]) for r in cell["metrics"] if "eval_sampled_mean_return" in r]
-        curves.setdefault((env, method), []).append(points)
+        evals = [r for r in cell["metrics"] if "eval_sampled_mean_return" in r]
+        curves.setdefault((env, method), []).append(
+            [(r["trajectories"], r["eval_sampled_mean_return"], r["eval_greedy_mean_return"],
+              r["eval_sampled_success_rate"]) for r in evals])
+        finals.setdefault((env, method), []).append(
+            {"repeat": evals[-1]["eval_sampled_repeat_rate"], "greedy": evals[-1]["eval_greedy_mean_return"],
+             "wall": cell["wall_seconds"]})
     for env in sorted({e for e, _ in curves}):
         bc = [p[1] for run in curves.get((env, "filtered_bc"), []) for p in run]
         threshold = max(bc) if bc else None
         rows = []
+        sft_eval = sft_checkpoint_dir(env) / "eval.json"
+        if sft_eval.exists():
+            sft = json.loads(sft_eval.read_text())
+            rows.append(["SFT (start)", "-", "-", "-", "-", "-", f"{sft['sampled_mean_return']:.2f}",
+                         f"{sft['greedy_mean_return']:.2f}", f"{sft['sampled_repeat_rate']:.1%}", "-"])
         for method in METHODS:
             runs = curves.get((env, method))
             if not runs:
@@ -208,11 +223,16 @@ def summarize(data: dict[str, Any], out: Path) -> None:
                 vals = [next((r for t, r, *_ in run if t >= mark), None) for run in runs]
                 vals = [v for v in vals if v is not None]
                 at.append(f"{np.median(vals):.2f}" if vals else "-")
-            final = np.median([run[-1][1] for run in runs])
-            rows.append([method, len(runs), need, *at, f"{final:.2f}"])
+            end = finals[(env, method)]
+            rows.append([method, len(runs), need, *at, f"{np.median([run[-1][1] for run in runs]):.2f}",
+                         f"{np.median([f['greedy'] for f in end]):.2f}",
+                         f"{np.median([f['repeat'] for f in end]):.1%}",
+                         f"{np.median([f['wall'] for f in end]):.0f}"])
         thr = f"{threshold:.2f}" if threshold is not None else "n/a"
-        print(f"\n{env}: filtered BC's best sampled return = {thr}")
-        print(_table(rows, ["method", "seeds", "traj to reach BC best", "ret@1k", "ret@5k", "ret@20k", "final"]))
+        print(f"\n{env}: filtered BC's best sampled return = {thr} (medians over seeds; "
+              f"'> N' = not reached within N trajectories)")
+        print(_table(rows, ["method", "seeds", "traj to reach BC best", "ret@1k", "ret@5k", "ret@20k",
+                            "final sampled", "final greedy", "repeat rate", "wall s/seed"]))
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
         for method in METHODS:
             runs = curves.get((env, method))
@@ -260,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "throughput":
         bench_throughput(args.env, args.batch)
     else:
-        bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale)
+        bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
+                                threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""The sample-efficiency grid's bookkeeping: cell budgets and the summary table."""
+from archer_lite.bench import PPO_BUDGET_FACTOR, cell_config, summarize
+
+
+def _cell(points, wall=10.0):
+    metrics = [{"iteration": i, "trajectories": t, "eval_sampled_mean_return": r, "eval_greedy_mean_return": r - 1,
+                "eval_sampled_success_rate": 0.5, "eval_sampled_repeat_rate": 0.02}
+               for i, (t, r) in enumerate(points)]
+    return {"finished": True, "wall_seconds": wall, "metrics": metrics}
+
+
+def test_ppo_cells_get_twenty_times_the_trajectories():
+    archer = cell_config("twenty_questions_subset", "archer", 0, 1000, threads=1)
+    ppo = cell_config("twenty_questions_subset", "ppo", 0, 1000, threads=1)
+    assert archer.iterations * archer.rollout_trajectories == 1008  # 63 x 16: the budget, rounded up
+    assert ppo.iterations * ppo.rollout_trajectories == PPO_BUDGET_FACTOR * 1000 + 32  # 313 x 64
+    assert archer.threads == ppo.threads == 1
+    assert archer.run_dir.endswith("twenty_questions_subset/archer/seed0")
+
+
+def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_path, capsys):
+    env = "twenty_questions_subset"
+    data = {"cells": {
+        f"{env}/filtered_bc/seed0": _cell([(500, -9.0), (1000, -8.0)]),
+        f"{env}/archer/seed0": _cell([(200, -8.5), (400, -7.5), (1000, -7.0)]),
+        f"{env}/archer/seed1": _cell([(200, -9.0), (600, -8.0), (1000, -7.5)]),
+        f"{env}/chai/seed0": _cell([(500, -10.0), (1000, -9.0)]),
+    }}
+    summarize(data, tmp_path / "sample_efficiency.json")
+    table = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.split()}
+    assert "filtered BC's best sampled return = -8.00" in table
+    assert rows["archer"][1:4] == ["2", "500", "-7.25"]  # median of 400 and 600; ret@1k median
+    assert rows["chai"][2:4] == [">", "1000"]  # never reached: a lower bound, not a guess
+    assert (tmp_path / f"sample_efficiency_{env}.png").stat().st_size > 10_000
