@@ -67,7 +67,20 @@ def test_sft_is_seeded_and_returns_one_loss_per_step(actor):
     assert sft(again, pairs, cfg, seed=3, progress=False) == losses
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"unlikelihood": -1.0}, {"batch_size": 0}])
+def test_max_earlier_caps_the_utterances_scored_per_state(actor, monkeypatch):
+    import archer_lite.algorithms.sft as sft_module
+
+    seen = []
+    real = sft_module.unlikelihood_loss
+    monkeypatch.setattr(sft_module, "unlikelihood_loss",
+                        lambda a, s, e: seen.extend(len(x) for x in e) or real(a, s, e))
+    pairs = demo_pairs(ENV, max_demos=4, earlier=True)
+    sft(actor, pairs, SFTConfig(epochs=1, batch_size=8, max_earlier=2), progress=False)
+    assert max(seen) == 2 and max(len(p[2]) for p in pairs) > 2
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"unlikelihood": -1.0}, {"batch_size": 0},
+                                 {"max_earlier": -1}])
 def test_bad_sft_config_is_rejected(bad):
     with pytest.raises(ValueError, match="SFTConfig"):
         SFTConfig(**bad)

@@ -46,12 +46,17 @@ class SFTConfig:
     """Max grad norm of the actor."""
     max_demos: int = 0
     """Use only the first N demonstration episodes (0 = all)."""
-    unlikelihood: float = 1.0
+    unlikelihood: float = 3.0
     """Weight of L_UL (0 = plain behaviour cloning)."""
+    max_earlier: int = 0
+    """L_UL scores at most this many earlier utterances per state, a uniform draw (0 = all of
+    them). Long episodes make scoring all of them costly; fewer under-counts the repeat mass."""
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.unlikelihood < 0:
-            raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0 and unlikelihood >= 0.")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.unlikelihood < 0 \
+                or self.max_earlier < 0:
+            raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0, unlikelihood >= 0 "
+                             "and max_earlier >= 0.")
 
 
 def demo_pairs(env_name: str, max_demos: int = 0, earlier: bool = False) -> list[tuple]:
@@ -121,6 +126,9 @@ def sft(actor: Actor, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
         for start in range(0, len(pairs), cfg.batch_size):
             batch = [pairs[i] for i in order[start:start + cfg.batch_size]]
             earlier = [p[2] if len(p) > 2 else () for p in batch]
+            if cfg.max_earlier:
+                earlier = [tuple(rng.choice(e, cfg.max_earlier, replace=False)) if len(e) > cfg.max_earlier
+                           else e for e in earlier]
             losses.append(bc_step(actor, [p[0] for p in batch], [p[1] for p in batch], optimizer,
                                   cfg.grad_clip, earlier, cfg.unlikelihood))
             schedule.step()

@@ -1,0 +1,38 @@
+"""The shipped SFT actors: small, loadable, a weak-but-competent start, eval.json reproducible."""
+import json
+
+import pytest
+
+from archer_lite.actor import Actor
+from archer_lite.paths import DATA_DIR
+from archer_lite.seeding import set_seed, set_threads
+from archer_lite.sft_checkpoints import evaluate_actor
+
+SHIPPED = sorted(p.name for p in (DATA_DIR / "checkpoints").iterdir() if (p / "eval.json").exists())
+
+
+def test_the_course_env_has_a_shipped_sft_actor():
+    assert "twenty_questions_subset" in SHIPPED
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_shipped_sft_actor_is_small_and_leaves_room_for_rl(env):
+    path = DATA_DIR / "checkpoints" / env
+    report = json.loads((path / "eval.json").read_text())
+    assert (path / "model.safetensors").stat().st_size < 5_000_000
+    assert report["eval_episodes"] == 200
+    assert report["sampled_mean_return"] < report["expert_mean_return"] - 1.0  # room for RL
+    assert report["sampled_success_rate"] > 0.1  # it plays the game, it does not just babble
+    config = Actor.load(path).model.config
+    assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.0  # RL actors: no dropout
+
+
+@pytest.mark.slow
+def test_subset_eval_json_is_what_the_checkpoint_plays():
+    set_threads(1)
+    set_seed(0)
+    path = DATA_DIR / "checkpoints" / "twenty_questions_subset"
+    report = json.loads((path / "eval.json").read_text())
+    again = evaluate_actor(Actor.load(path), "twenty_questions_subset", episodes=200)
+    for key in ("sampled_mean_return", "greedy_mean_return", "sampled_repeat_rate"):
+        assert again[key] == pytest.approx(report[key], abs=1e-9), key
