@@ -23,6 +23,8 @@ from archer_lite.train import sft_checkpoint_dir
 
 SFT_EPOCHS = {"twenty_questions": 3, "twenty_questions_subset": 8, "guess_my_city": 6,
               "detective": 3, "minishop": 3, "corridor": 3}
+# The shipped guess_my_city actor predates the unlikelihood term (plain BC, 4 epochs, see its
+# eval.json); rebuilding it with these settings gave a weaker actor (-18.98 vs -18.27), so it stays.
 SFT_MAX_DEMOS = {"detective": 200, "twenty_questions": 700}
 SFT_MAX_EARLIER = {"detective": 2, "twenty_questions": 2}
 """Long episodes (Detective ~38 turns, full 20Q ~14) make the unlikelihood term costly (it scores
