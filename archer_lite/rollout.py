@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from archer_lite.buffer import Trajectory, Transition
 from archer_lite.envs.base import normalize_utterance
@@ -80,3 +81,19 @@ class EpisodeStats:
                    float(np.mean([len(t) for t in trajectories])),
                    sum(t.repeats for t in trajectories) / turns,
                    sum(t.invalid for t in trajectories) / turns, len(trajectories))
+
+
+def evaluate(policies: dict[str, Policy], env: str, episodes: int, seed: int,
+             batch_size: int = 32) -> dict[str, float]:
+    """``{"<name>_<stat>": value}`` for each named policy on the same ``episodes`` fixed seeds.
+
+    Runs on a forked torch RNG seeded with ``seed``: the numbers depend on the policies only, and
+    evaluating never changes the caller's random stream.
+    """
+    out: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, policy in policies.items():
+            stats = EpisodeStats.of(collect(policy, env, episodes, seed=seed, batch_size=batch_size))
+            out.update({f"{name}_{k}": v for k, v in stats.__dict__.items() if k != "n"})
+    return out

@@ -1,7 +1,8 @@
 """Build the shipped SFT actors: ``python -m archer_lite sft --env <name>``.
 
-Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the unlikelihood
-term against repeats (see :mod:`archer_lite.algorithms.sft`), into a fresh tiny GPT-2, saves it to ``data/checkpoints/<env>/`` (safetensors, a few MB) and writes ``eval.json``
+Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the
+unlikelihood term against repeats (see :mod:`archer_lite.algorithms.sft`), into a fresh tiny
+GPT-2, saves it to ``data/checkpoints/<env>/`` (safetensors, a few MB) and writes ``eval.json``
 beside it: the SFT actor's sampled and greedy return, success, repeat and invalid rates on 200
 fixed evaluation episodes, next to the scripted expert's and the noisy demonstrator's.
 """
@@ -11,13 +12,12 @@ import json
 import time
 
 import numpy as np
-import torch
 
 from archer_lite.actor import Actor, ActorConfig
 from archer_lite.algorithms.sft import SFTConfig, demo_pairs, sft
 from archer_lite.data import play_episode
 from archer_lite.envs import make_env
-from archer_lite.rollout import EpisodeStats, collect
+from archer_lite.rollout import evaluate
 from archer_lite.seeding import set_seed, set_threads
 from archer_lite.train import sft_checkpoint_dir
 
@@ -44,18 +44,10 @@ def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) ->
 
 
 def evaluate_actor(actor: Actor, env: str, episodes: int = 200, seed: int = EVAL_SEED) -> dict[str, float]:
-    """Sampled (temperature 1) and greedy return, success, length, repeat and invalid rates.
-
-    Runs on a forked torch RNG seeded with ``seed``: the numbers depend on the actor only, not
-    on what ran before (so eval.json can be checked against its checkpoint).
-    """
-    report = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for mode, greedy in (("sampled", False), ("greedy", True)):
-            stats = EpisodeStats.of(collect(lambda s: actor.sample(s, greedy=greedy), env, episodes, seed=seed))
-            report.update({f"{mode}_{k}": v for k, v in stats.__dict__.items() if k != "n"})
-    return report
+    """Sampled (temperature 1) and greedy return, success, length, repeat and invalid rates, on a
+    forked RNG seeded with ``seed`` (so eval.json can be checked against its checkpoint)."""
+    return evaluate({"sampled": lambda s: actor.sample(s, greedy=False),
+                     "greedy": lambda s: actor.sample(s, greedy=True)}, env, episodes, seed)
 
 
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
@@ -71,7 +63,8 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     out = sft_checkpoint_dir(env)
     actor.save(out)
     report = {"env": env, "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
-              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "final_loss": float(np.mean(losses[-20:])),
+              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier,
+              "final_loss": float(np.mean(losses[-20:])),
               "parameters": actor.num_parameters(), "train_seconds": time.perf_counter() - t0,
               "eval_episodes": eval_episodes}
     report.update(evaluate_actor(actor, env, eval_episodes))

@@ -32,7 +32,7 @@ from archer_lite.buffer import ReplayBuffer
 from archer_lite.critic import CriticConfig, DoubleCritic
 from archer_lite.envs import env_spec
 from archer_lite.paths import DATA_DIR
-from archer_lite.rollout import EpisodeStats, collect
+from archer_lite.rollout import EpisodeStats, collect, evaluate as evaluate_policies
 from archer_lite.seeding import set_seed, set_threads
 
 ALGOS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
@@ -169,13 +169,8 @@ def evaluate(algo, env: str, episodes: int, seed: int, batch: int = 32) -> dict[
 
     Runs on a forked torch RNG: how often a run evaluates never changes what it trains on.
     """
-    out = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for mode, policy in (("sampled", algo.act), ("greedy", _greedy_policy(algo))):
-            stats = EpisodeStats.of(collect(policy, env, episodes, seed=seed, batch_size=batch))
-            out.update({f"eval_{mode}_{k}": v for k, v in asdict(stats).items() if k != "n"})
-    return out
+    stats = evaluate_policies({"sampled": algo.act, "greedy": _greedy_policy(algo)}, env, episodes, seed, batch)
+    return {f"eval_{k}": v for k, v in stats.items()}
 
 
 def _greedy_policy(algo):
