@@ -51,7 +51,11 @@ class ArcherConfig:
     grad_clip: float = 1.0
     """Max grad norm, applied to the actor and to the critic separately."""
     token_baseline: bool = False
-    """Use a token-level baseline b(s, a^{<h}) regressed onto A ("ArCHer with baseline")."""
+    """Use a token-level baseline b(s, a^{<h}) regressed onto A ("ArCHer with baseline").
+    Known weakness on the tiny CPU actor: with one regression step per actor step b does not fit
+    (its MSE to A stayed above Var(A) in 97-100% of iterations on the 20Q subset), so A - b_h adds
+    noise and 2 of 3 benchmark seeds collapsed to invalid text. Check ``baseline_loss`` against
+    ``advantage_std ** 2`` in metrics.jsonl."""
     baseline_lr: float = 1e-3
     """Learning rate of the token-level baseline head."""
 
