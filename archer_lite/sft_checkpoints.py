@@ -2,9 +2,8 @@
 
 Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the
 unlikelihood term against repeats where a repeat is wasted (see :mod:`archer_lite.algorithms.sft`
-and ``SFT_UNLIKELIHOOD``), into a fresh tiny
-GPT-2, saves it to ``data/checkpoints/<env>/`` (safetensors, a few MB) and writes ``eval.json``
-beside it: the SFT actor's sampled and greedy return, success, repeat and invalid rates on 200
+and ``SFT_UNLIKELIHOOD``), into a fresh tiny GPT-2, saves it to ``data/checkpoints/<env>/``
+(safetensors, a few MB) and writes ``eval.json`` beside it: the SFT actor's sampled and greedy return, success, repeat and invalid rates on 200
 fixed evaluation episodes, next to the scripted expert's and the noisy demonstrator's.
 """
 from __future__ import annotations
@@ -32,7 +31,7 @@ SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_cit
 # eval.json); rebuilding it with these settings gave a weaker actor (-18.98 vs -18.27), so it stays.
 SFT_MAX_EARLIER = {"twenty_questions": 2}
 """Full 20Q episodes are long (~14 turns): scoring every earlier utterance of every state makes the
-unlikelihood term costly, so it scores the 2 most recent ones."""
+unlikelihood term costly, so it scores 2 of them per state (a uniform draw, see SFTConfig.max_earlier)."""
 SFT_UNLIKELIHOOD = {"corridor": 0.0, "detective": 0.0, "minishop": 0.0}
 """No penalty on repeats where repeating is part of playing well: the demonstrators say an earlier
 utterance again in 71% of Corridor turns ("go right" ...), 44% of Detective turns (moves) and 16%
