@@ -3,8 +3,9 @@
 Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the
 unlikelihood term against repeats where a repeat is wasted (see :mod:`archer_lite.algorithms.sft`
 and ``SFT_UNLIKELIHOOD``), into a fresh tiny GPT-2, saves it to ``data/checkpoints/<env>/``
-(safetensors, a few MB) and writes ``eval.json`` beside it: the SFT actor's sampled and greedy return, success, repeat and invalid rates on 200
-fixed evaluation episodes, next to the scripted expert's and the noisy demonstrator's.
+(safetensors, a few MB) and writes ``eval.json`` beside it: the SFT actor's sampled and greedy
+return, success, repeat and invalid rates on 200 fixed evaluation episodes, next to the scripted
+expert's and the noisy demonstrator's.
 """
 from __future__ import annotations
 
