@@ -164,14 +164,18 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                 if data["cells"].get(key, {}).get("finished"):
                     continue
                 cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
-                t0 = time.perf_counter()
+                version, t0 = code_version(), time.perf_counter()  # the code this process runs
                 print(f"== cell {key}: {cfg.iterations} iterations x {cfg.rollout_trajectories} trajectories",
                       flush=True)
-                train(cfg)
+                train(cfg)  # resumes from the cell's last checkpoint if an earlier run stopped
+                metrics = read_metrics(cfg.run_dir)
                 data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
-                data["cells"][key] = {"finished": True, "wall_seconds": time.perf_counter() - t0,
-                                      "code_version": code_version(), "config": cfg.to_dict(),
-                                      "metrics": read_metrics(cfg.run_dir)}
+                data["cells"][key] = {"finished": True,
+                                      # summed per iteration, so a cell run in parts counts all of them
+                                      "wall_seconds": sum(r["time_iteration_s"] for r in metrics),
+                                      "last_part_wall_seconds": time.perf_counter() - t0,
+                                      "code_version": version, "config": cfg.to_dict(),
+                                      "metrics": metrics}
                 _write_json(out, data)
     summarize(data, out)
     return data

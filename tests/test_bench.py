@@ -33,3 +33,30 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
     assert rows["archer"][1:4] == ["2", "500", "-7.25"]  # median of 400 and 600; ret@1k median
     assert rows["chai"][2:4] == [">", "1000"]  # never reached: a lower bound, not a guess
     assert (tmp_path / f"sample_efficiency_{env}.png").stat().st_size > 10_000
+
+
+def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch):
+    # The grid runs for hours, in parts: a cell stopped after its first checkpoint resumes there,
+    # and its wall time sums every kept iteration, not just the last part's.
+    monkeypatch.chdir(tmp_path)
+    import archer_lite.bench as bench
+    from archer_lite.train import TrainConfig
+
+    def small_cell(*args, **kwargs):  # 2 iterations of 4 corridor trajectories, checkpoint each
+        cfg = cell_config(*args, **kwargs)
+        fields = {**cfg.to_dict(), "iterations": 2, "rollout_trajectories": 4, "rollout_batch": 4,
+                  "eval_every": 1, "eval_episodes": 2, "checkpoint_every": 1}
+        return TrainConfig.from_dict(fields)
+
+    monkeypatch.setattr(bench, "cell_config", small_cell)
+    out = tmp_path / "se.json"
+    first = small_cell("corridor", "filtered_bc", 0, 1000, 1)
+    fields = {**first.to_dict(), "iterations": 1}
+    from archer_lite.train import train
+    train(TrainConfig.from_dict(fields))  # the "interrupted" first part: 1 of 2 iterations
+    data = bench.bench_sample_efficiency(["corridor"], ["filtered_bc"], [0], out=out, threads=1)
+    cell = data["cells"]["corridor/filtered_bc/seed0"]
+    assert [r["iteration"] for r in cell["metrics"]] == [1, 2]
+    assert cell["wall_seconds"] == sum(r["time_iteration_s"] for r in cell["metrics"])
+    assert cell["wall_seconds"] > cell["last_part_wall_seconds"] - 1.0  # both parts counted
+    assert cell["code_version"]
