@@ -152,11 +152,30 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
 
 def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int],
                             out: Path | None = None, budget_scale: float = 1.0,
-                            threads: int = 0) -> dict[str, Any]:
+                            threads: int = 0, report: bool = False) -> dict[str, Any]:
+    """Run the unfinished cells of the grid (or, with ``report``, run nothing and summarise the
+    finished cells plus the cells still under way in runs/bench/, marked "(partial)")."""
     from archer_lite.train import code_version, read_metrics, train
 
     out = out or RESULTS_DIR / "sample_efficiency.json"
     data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
+    if report:
+        partial = dict(data, cells=dict(data["cells"]))
+        for env in envs:
+            for method in methods:
+                for seed in seeds:
+                    key = f"{env}/{method}/seed{seed}"
+                    run = Path(cell_config(env, method, seed, 1).run_dir)
+                    if key not in data["cells"] and (run / "metrics.jsonl").exists():
+                        metrics = read_metrics(run)
+                        if any("eval_sampled_mean_return" in r for r in metrics):
+                            partial["cells"][key] = {"finished": False, "metrics": metrics,
+                                                     "wall_seconds": sum(r["time_iteration_s"] for r in metrics)}
+        report_path = Path("runs/bench/sample_efficiency_report.json")  # beside the runs, not in data/
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(report_path, partial)
+        summarize(partial, report_path)
+        return partial
     for env in envs:
         for method in methods:
             for seed in seeds:
@@ -194,6 +213,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
     finals: dict[tuple[str, str], list[dict[str, float]]] = {}
     for key, cell in data["cells"].items():
         env, method, _ = key.split("/")
+        method += "" if cell.get("finished", True) else " (partial)"  # a lower bound on its budget
         evals = [r for r in cell["metrics"] if "eval_sampled_mean_return" in r]
         curves.setdefault((env, method), []).append(
             [(r["trajectories"], r["eval_sampled_mean_return"], r["eval_greedy_mean_return"],
@@ -210,7 +230,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
             sft = json.loads(sft_eval.read_text())
             rows.append(["SFT (start)", "-", "-", "-", "-", "-", f"{sft['sampled_mean_return']:.2f}",
                          f"{sft['greedy_mean_return']:.2f}", f"{sft['sampled_repeat_rate']:.1%}", "-"])
-        for method in METHODS:
+        for method in [m + tag for m in METHODS for tag in ("", " (partial)")]:
             runs = curves.get((env, method))
             if not runs:
                 continue
@@ -238,7 +258,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
         print(_table(rows, ["method", "seeds", "traj to reach BC best", "ret@1k", "ret@5k", "ret@20k",
                             "final sampled", "final greedy", "repeat rate", "wall s/seed"]))
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
-        for method in METHODS:
+        for method in [m + tag for m in METHODS for tag in ("", " (partial)")]:
             runs = curves.get((env, method))
             if not runs:
                 continue
@@ -253,7 +273,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{env}: median and range over seeds")
         fig.tight_layout()
-        fig.savefig(out.with_name(f"sample_efficiency_{env}.png"), dpi=100)
+        fig.savefig(out.with_name(f"{out.stem}_{env}.png"), dpi=100)
         plt.close(fig)
 
 
@@ -275,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget-scale", type=float, default=1.0, help="scale every trajectory budget")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: print the table of finished cells plus those under way in runs/bench/")
     args = parser.parse_args(argv)
     from archer_lite.seeding import set_threads
 
@@ -285,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         bench_throughput(args.env, args.batch)
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
-                                threads=args.threads)
+                                threads=args.threads, report=args.report)
 
 
 if __name__ == "__main__":

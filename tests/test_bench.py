@@ -35,7 +35,7 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
     assert (tmp_path / f"sample_efficiency_{env}.png").stat().st_size > 10_000
 
 
-def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch):
+def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch, capsys):
     # The grid runs for hours, in parts: a cell stopped after its first checkpoint resumes there,
     # and its wall time sums every kept iteration, not just the last part's.
     monkeypatch.chdir(tmp_path)
@@ -54,6 +54,13 @@ def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch)
     fields = {**first.to_dict(), "iterations": 1}
     from archer_lite.train import train
     train(TrainConfig.from_dict(fields))  # the "interrupted" first part: 1 of 2 iterations
+    # --report runs nothing and shows the cell under way as a lower bound on its budget
+    report = bench.bench_sample_efficiency(["corridor"], ["filtered_bc"], [0], out=out, report=True)
+    assert not out.exists() and not report["cells"]["corridor/filtered_bc/seed0"]["finished"]
+    table = capsys.readouterr().out
+    row = next(line.split() for line in table.splitlines() if line.startswith("filtered_bc (partial)"))
+    # 1 seed; no finished filtered-BC cell, so no threshold yet; no return at 1k trajectories yet
+    assert row[2:5] == ["1", "n/a", "-"] and float(row[7]) <= 0
     data = bench.bench_sample_efficiency(["corridor"], ["filtered_bc"], [0], out=out, threads=1)
     cell = data["cells"]["corridor/filtered_bc/seed0"]
     assert [r["iteration"] for r in cell["metrics"]] == [1, 2]
