@@ -62,8 +62,10 @@ class ArcherConfig:
     ``baseline_mse``, ``zero_baseline_mse`` and ``baseline_used``. With them (same benchmark) b is
     trusted in 53-72% of steps but only learns the batch's mean advantage: its held-out MSE is a
     median 0.80-0.995 of the zero baseline's and still above Var(A) in 95-100% of steps. No seed
-    ended all-invalid (finals -17.45, -15.05, -12.39 vs -20, -20, -16.81 before), but none beat
-    plain ArCHer; the actor's text still degrades ("Is itIs it a dog?") as it does under ArCHer."""
+    ended all-invalid (finals -17.45, -15.05, -12.39 vs -20, -20, -16.81 before), but the text
+    still degrades ("Is itIs it a dog?"): seed 0 ends 46% invalid, seed 2 passed through 98%
+    before recovering, where plain ArCHer never exceeds the SFT actor's 18%. Centring A (which is
+    all b achieves) is what hurts: batch-centred advantages collapsed the same way."""
     baseline_lr: float = 1e-3
     """Learning rate of the token-level baseline head."""
     baseline_steps: int = 5
