@@ -2,8 +2,9 @@
 
 One iteration, after the rollout has filled the replay buffer (see ``archer_lite.train``):
 
-1. ``critic_steps`` critic steps on uniformly sampled transitions, each followed by a Polyak
-   update of the target critic (:func:`critic_step`):
+1. ``critic_steps`` critic steps (plus ``critic_warmup_steps`` once, in the last warm-up
+   iteration) on uniformly sampled transitions, each followed by a Polyak update of the target
+   critic (:func:`critic_step`):
        L_Q = sum_i mean( Q_i(s,a) - [r + gamma (1 - done) Vbar_i(s')] )^2
        L_V = sum_i mean( V_i(s) - Qbar_i(s, a~) )^2,    a~ ~ pi(.|s) sampled fresh
 2. after ``warmup_iterations``, ``actor_steps`` actor steps (:func:`actor_step`):
@@ -51,6 +52,11 @@ class ArcherConfig:
     """Actor learning rate (REINFORCE diverged at 1e-3 on the tiny actor)."""
     warmup_iterations: int = 10
     """Iterations that train only the critic before the actor starts."""
+    critic_warmup_steps: int = 0
+    """Extra critic steps taken once, in the last warm-up iteration, on the buffer the warm-up
+    filled: they cost compute, not trajectories. TD values propagate about one turn per 1/tau
+    steps, so a handful of critic steps per iteration leaves Q drifting for hundreds of steps
+    (see the cpu_course preset)."""
     grad_clip: float = 1.0
     """Max grad norm, applied to the actor and to the critic separately."""
     token_baseline: bool = False
@@ -76,7 +82,7 @@ class ArcherConfig:
             raise ValueError(f"gamma must be in [0, 1] (got {self.gamma}).")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1] (got {self.tau}).")
-        if self.batch_size < 1 or self.critic_steps < 0 or self.actor_steps < 0:
+        if self.batch_size < 1 or min(self.critic_steps, self.actor_steps, self.critic_warmup_steps) < 0:
             raise ValueError("batch_size must be >= 1 and step counts >= 0.")
         if self.baseline_steps < 1:
             raise ValueError(f"baseline_steps must be >= 1 (got {self.baseline_steps}).")
@@ -243,7 +249,8 @@ class Archer:
     def update(self, buffer: ReplayBuffer, new_trajectories, iteration: int) -> dict[str, float]:
         """K critic steps, then (after warm-up) K actor steps; returns the mean of each metric."""
         logs: dict[str, list[float]] = {}
-        for _ in range(self.cfg.critic_steps):
+        extra = self.cfg.critic_warmup_steps if iteration == self.cfg.warmup_iterations - 1 else 0
+        for _ in range(self.cfg.critic_steps + extra):
             _append(logs, critic_step(self.critic, self.target, self.actor,
                                       buffer.sample(self.cfg.batch_size), self.critic_opt, self.cfg))
         if iteration >= self.cfg.warmup_iterations:

@@ -1,6 +1,7 @@
-"""The token-level baseline of "ArCHer with baseline": it starts as no baseline, is only used once
-it beats the zero baseline on held-out data, fits a learnable target, and while untrusted leaves
-the actor update exactly as plain ArCHer's."""
+"""ArCHer's update schedule and its token-level baseline ("ArCHer with baseline"): the critic's
+one-off warm-up steps; a baseline that starts as no baseline, is only used once it beats the zero
+baseline on held-out data, fits a learnable target, and while untrusted leaves the actor update
+exactly as plain ArCHer's."""
 import pytest
 import torch
 
@@ -83,3 +84,31 @@ def test_untrusted_baseline_gives_the_plain_archer_update():
 def test_baseline_steps_must_be_positive():
     with pytest.raises(ValueError, match="baseline_steps"):
         ArcherConfig(token_baseline=True, baseline_steps=0)
+
+
+def test_critic_warmup_steps_run_once_in_the_last_warmup_iteration(monkeypatch):
+    # The extra critic steps cost compute, not trajectories: they happen once, on the buffer the
+    # warm-up filled, right before the actor's first step.
+    import archer_lite.algorithms.archer as archer
+    from archer_lite.buffer import ReplayBuffer
+    from archer_lite.rollout import collect
+
+    calls = []
+    monkeypatch.setattr(archer, "critic_step", lambda *a, **k: calls.append(1) or {"q_loss": 0.0})
+    monkeypatch.setattr(archer, "actor_step", lambda *a, **k: calls.append(0) or {"actor_loss": 0.0})
+    archer_lite.set_seed(0)
+    actor = Actor.from_config(ActorConfig(n_embd=32, n_layer=2, n_head=2), env="corridor")
+    critic = DoubleCritic.from_config(CriticConfig(d_model=16, n_layer=1, n_head=2, hidden=8), env="corridor")
+    algo = archer.Archer(actor, critic, ArcherConfig(critic_steps=3, actor_steps=2, warmup_iterations=2,
+                                                     critic_warmup_steps=7))
+    buffer = ReplayBuffer(100, seed=0)
+    for traj in collect(lambda s: ["go right"] * len(s), "corridor", 2, seed=0):
+        buffer.add_trajectory(traj)
+    counts = []
+    for iteration in range(4):
+        calls.clear()
+        algo.update(buffer, [], iteration)
+        counts.append((sum(calls), calls.count(0)))  # (critic steps, actor steps)
+    assert counts == [(3, 0), (10, 0), (3, 2), (3, 2)]
+    with pytest.raises(ValueError, match="step counts"):
+        ArcherConfig(critic_warmup_steps=-1)
