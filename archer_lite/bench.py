@@ -2,6 +2,7 @@
 
     python -m archer_lite.bench envs                 # demonstrator returns + env steps/s
     python -m archer_lite.bench throughput           # batched sampler vs generate loop, update samples/s
+    python -m archer_lite.bench repeat-gap           # does the critic see a repeated question?
     python -m archer_lite.bench sample-efficiency    # the ArCHer-vs-baselines grid (hours of CPU)
     python -m archer_lite.bench sample-efficiency --envs twenty_questions_subset --methods archer filtered_bc --seeds 0
 
@@ -125,6 +126,59 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
     res["speedup_batched_vs_generate"] = res["batched_sampler_utterances_per_s"] / res["generate_loop_utterances_per_s"]
     print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
     _write_json(out or RESULTS_DIR / "throughput.json", {"env": env, **res})
+    return res
+
+
+# ----- does the critic see repeats? ---------------------------------------------------------------
+def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, trajectories: int = 320,
+                     held_out: int = 128, out: Path | None = None) -> dict[str, float]:
+    """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
+    held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
+    utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn costs about
+    -1 - (1 - gamma) V(s) (about -0.6 here), so a critic that sees repeats has gap < 0 in most states.
+    """
+    import torch
+
+    from archer_lite.actor import Actor
+    from archer_lite.algorithms.archer import critic_step
+    from archer_lite.buffer import ReplayBuffer
+    from archer_lite.critic import DoubleCritic, make_target
+    from archer_lite.rollout import collect
+    from archer_lite.seeding import set_seed
+    from archer_lite.train import preset, sft_checkpoint_dir
+
+    set_seed(0)
+    cfg = preset("cpu_course", env=env)
+    actor = Actor.load(sft_checkpoint_dir(env))
+    critic = DoubleCritic.from_config(cfg.critic, env=env)
+    target = make_target(critic)
+    opt = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=cfg.archer.critic_lr)
+    buffer = ReplayBuffer(cfg.buffer_capacity, seed=0)
+    for traj in collect(actor.sample, env, trajectories, seed=0):
+        buffer.add_trajectory(traj)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        critic_step(critic, target, actor, buffer.sample(cfg.archer.batch_size), opt, cfg.archer)
+    states, earlier, new = [], [], []
+    for traj in collect(actor.sample, env, held_out, seed=5_000_000):
+        said: list[str] = []
+        for tr in traj.transitions:
+            asked = [a for a in dict.fromkeys(said) if a != tr.action]
+            if asked and tr.action not in said:  # the actor says something new; compare a repeat
+                states.append(tr.state)
+                earlier.append(asked[len(asked) // 2])
+                new.append(tr.action)
+            said.append(tr.action)
+    with torch.no_grad():
+        q1r, q2r, v1, v2 = critic.q_v(states, earlier)
+        q1n, q2n, _, _ = critic.q_v(states, new)
+    gap = (torch.minimum(q1r, q2r) - torch.minimum(q1n, q2n)).numpy()
+    res = {"env": env, "critic_steps": steps, "train_trajectories": trajectories, "states": len(states),
+           "mean_gap": float(gap.mean()), "median_gap": float(np.median(gap)),
+           "fraction_repeat_below_new": float(np.mean(gap < 0)),
+           "mean_v": float(torch.minimum(v1, v2).mean()), "train_seconds": time.perf_counter() - t0}
+    print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
+    _write_json(out or RESULTS_DIR / f"repeat_gap_{env}.json", res)
     return res
 
 
@@ -289,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("throughput")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--batch", type=int, default=64)
+    p = sub.add_parser("repeat-gap", help="does a critic trained on SFT rollouts see repeated questions?")
+    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
+    p.add_argument("--steps", type=int, default=400)
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
@@ -305,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_envs(args.episodes)
     elif args.what == "throughput":
         bench_throughput(args.env, args.batch)
+    elif args.what == "repeat-gap":
+        bench_repeat_gap(args.env, args.steps)
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
                                 threads=args.threads, report=args.report)

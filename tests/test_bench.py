@@ -1,4 +1,6 @@
-"""The sample-efficiency grid's bookkeeping: cell budgets and the summary table."""
+"""The benchmarks' bookkeeping: cell budgets, the summary table, cells run in parts, the repeat-gap probe."""
+import json
+
 from archer_lite.bench import PPO_BUDGET_FACTOR, cell_config, summarize
 
 
@@ -67,3 +69,14 @@ def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch,
     assert cell["wall_seconds"] == sum(r["time_iteration_s"] for r in cell["metrics"])
     assert cell["wall_seconds"] > cell["last_part_wall_seconds"] - 1.0  # both parts counted
     assert cell["code_version"]
+
+
+def test_repeat_gap_probe_reports_the_critics_view_of_repeats(tmp_path):
+    from archer_lite.bench import bench_repeat_gap
+
+    res = bench_repeat_gap("twenty_questions_subset", steps=3, trajectories=8, held_out=8,
+                           out=tmp_path / "gap.json")
+    assert res["states"] > 10  # held-out turns where the SFT actor says something new after >= 1 question
+    assert 0.0 <= res["fraction_repeat_below_new"] <= 1.0
+    assert abs(res["mean_gap"]) < 5.0 and res["critic_steps"] == 3
+    assert json.loads((tmp_path / "gap.json").read_text())["states"] == res["states"]
