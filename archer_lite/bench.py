@@ -135,7 +135,7 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
     """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
     held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
     utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn costs about
-    -1 - (1 - gamma) V(s) (about -0.6 here), so a critic that sees repeats has gap < 0 in most states.
+    -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has gap < 0 in most states.
     """
     import torch
 
