@@ -297,9 +297,10 @@ def summarize(data: dict[str, Any], out: Path) -> None:
             need = (f"{int(np.median(reached))}" if len(reached) == len(reach) else f"> {budget}") \
                 if threshold is not None else "n/a"
             at = []
-            for mark in (1_000, 5_000, 20_000):
-                vals = [next((r for t, r, *_ in run if t >= mark), None) for run in runs]
-                vals = [v for v in vals if v is not None]
+            for mark in (1_000, 5_000, 20_000):  # the evaluation nearest the mark, within 10%
+                near = [min(((abs(t - mark), r) for t, r, *_ in run if abs(t - mark) <= mark / 10),
+                            default=None) for run in runs]
+                vals = [v[1] for v in near if v is not None]
                 at.append(f"{np.median(vals):.2f}" if vals else "-")
             end = finals[(env, method)]
             rows.append([method, len(runs), need, *at, f"{np.median([run[-1][1] for run in runs]):.2f}",

@@ -27,6 +27,7 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
         f"{env}/archer/seed0": _cell([(200, -8.5), (400, -7.5), (1000, -7.0)]),
         f"{env}/archer/seed1": _cell([(200, -9.0), (600, -8.0), (1000, -7.5)]),
         f"{env}/chai/seed0": _cell([(500, -10.0), (1000, -9.0)]),
+        f"{env}/ppo/seed0": _cell([(960, -11.0), (1920, -10.0), (2880, -9.5)]),
     }}
     summarize(data, tmp_path / "sample_efficiency.json")
     table = capsys.readouterr().out
@@ -34,6 +35,7 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
     assert "filtered BC's best sampled return = -8.00" in table
     assert rows["archer"][1:4] == ["2", "500", "-7.25"]  # median of 400 and 600; ret@1k median
     assert rows["chai"][2:4] == [">", "1000"]  # never reached: a lower bound, not a guess
+    assert rows["ppo"][1:5] == ["1", ">", "2880", "-11.00"]  # ret@1k: the evaluation nearest 1k (960)
     assert (tmp_path / f"sample_efficiency_{env}.png").stat().st_size > 10_000
 
 
