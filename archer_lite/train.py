@@ -190,6 +190,12 @@ def train(cfg: TrainConfig, algo=None) -> Path:
     buffer = ReplayBuffer(cfg.buffer_capacity, seed=cfg.seed)
     start, trajectories_seen = 0, 0
     checkpoint = run / "checkpoint"
+    finished_tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+    if not (checkpoint / "state.pt").exists() and (finished_tmp / "buffer.json").exists():
+        import shutil  # stopped between save_checkpoint's rmtree and rename: the tmp is complete
+
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        finished_tmp.rename(checkpoint)
     if (checkpoint / "state.pt").exists():
         start, trajectories_seen = load_checkpoint(checkpoint, cfg, algo, buffer)
         kept = [r for r in read_metrics(run) if r["iteration"] <= start]  # drop lines past the checkpoint
@@ -242,7 +248,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, algo, buffer: ReplayBuffer, it
                 "env": cfg.env, "algo_state": algo.state_dict(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                 "python_rng": random.getstate()}, tmp / "state.pt")
-    buffer.save(tmp / "buffer.json")
+    buffer.save(tmp / "buffer.json")  # written last: its presence marks a complete tmp
     if path.exists():
         import shutil
 

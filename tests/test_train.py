@@ -47,6 +47,18 @@ def test_resume_equals_uninterrupted(tmp_path, algo):
     assert resumed == full
 
 
+def test_stop_inside_checkpoint_swap_resumes_from_the_new_checkpoint(tmp_path):
+    # save_checkpoint writes checkpoint.tmp, deletes the old checkpoint, then renames: a run killed
+    # between the two must resume from the complete tmp, not start over (and wipe its metrics).
+    full = _numbers(train(tiny_config(tmp_path / "full", iterations=4)))
+    run = train(tiny_config(tmp_path / "part", iterations=2))
+    first_part = read_metrics(run)  # with its wall times: a restart from scratch would rewrite them
+    (run / "checkpoint").rename(run / "checkpoint.tmp")  # as if killed right after the rmtree
+    resumed = _numbers(train(tiny_config(tmp_path / "part", iterations=4)))
+    assert resumed == full and read_metrics(run)[:2] == first_part
+    assert not (run / "checkpoint.tmp").exists()
+
+
 def test_corrupt_and_mismatched_checkpoints(tmp_path):
     run = train(tiny_config(tmp_path / "r", iterations=1))
     with pytest.raises(ValueError, match="algo='archer'"):
