@@ -187,6 +187,13 @@ METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
+ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
+"""Summary rows: each method's finished cells, then its cells still under way (--report)."""
+
+
+def _wall_seconds(metrics: list[dict[str, Any]]) -> float:
+    """A run's compute time, summed per iteration (so a run in several parts counts them all)."""
+    return sum(r["time_iteration_s"] for r in metrics)
 
 
 def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0):
@@ -224,7 +231,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                         metrics = read_metrics(run)
                         if any("eval_sampled_mean_return" in r for r in metrics):
                             partial["cells"][key] = {"finished": False, "metrics": metrics,
-                                                     "wall_seconds": sum(r["time_iteration_s"] for r in metrics)}
+                                                     "wall_seconds": _wall_seconds(metrics)}
         report_path = Path("runs/bench/sample_efficiency_report.json")  # beside the runs, not in data/
         report_path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(report_path, partial)
@@ -243,9 +250,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                 train(cfg)  # resumes from the cell's last checkpoint if an earlier run stopped
                 metrics = read_metrics(cfg.run_dir)
                 data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
-                data["cells"][key] = {"finished": True,
-                                      # summed per iteration, so a cell run in parts counts all of them
-                                      "wall_seconds": sum(r["time_iteration_s"] for r in metrics),
+                data["cells"][key] = {"finished": True, "wall_seconds": _wall_seconds(metrics),
                                       "last_part_wall_seconds": time.perf_counter() - t0,
                                       "code_version": version, "config": cfg.to_dict(),
                                       "metrics": metrics}
@@ -284,7 +289,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
             sft = json.loads(sft_eval.read_text())
             rows.append(["SFT (start)", "-", "-", "-", "-", "-", f"{sft['sampled_mean_return']:.2f}",
                          f"{sft['greedy_mean_return']:.2f}", f"{sft['sampled_repeat_rate']:.1%}", "-"])
-        for method in [m + tag for m in METHODS for tag in ("", " (partial)")]:
+        for method in ROWS:
             runs = curves.get((env, method))
             if not runs:
                 continue
@@ -313,7 +318,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
         print(_table(rows, ["method", "seeds", "traj to reach BC best", "ret@1k", "ret@5k", "ret@20k",
                             "final sampled", "final greedy", "repeat rate", "wall s/seed"]))
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
-        for method in [m + tag for m in METHODS for tag in ("", " (partial)")]:
+        for method in ROWS:
             runs = curves.get((env, method))
             if not runs:
                 continue

@@ -150,13 +150,8 @@ class TokenBaseline(nn.Module):
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
         self.register_buffer("trusted", torch.zeros((), dtype=torch.bool))
-        self.steps, self.lr, self.optimizer = cfg.baseline_steps, cfg.baseline_lr, None
-
-    def _adam(self) -> torch.optim.Optimizer:
-        # made on first use, after .to(device), so its state lives beside the parameters
-        if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        return self.optimizer
+        self.steps = cfg.baseline_steps
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.baseline_lr)  # .to() keeps the params
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.net(hidden).squeeze(-1)  # (B, L)
@@ -174,20 +169,20 @@ class TokenBaseline(nn.Module):
             zero_mse = float((target ** 2 * mask).sum() / mask.sum())  # MSE of b = 0
         for _ in range(self.steps):
             loss = ((self(hidden) - target) ** 2 * mask).sum() / mask.sum()  # L_b
-            self._adam().zero_grad()
+            self.optimizer.zero_grad()
             loss.backward()
-            self._adam().step()
+            self.optimizer.step()
         self.trusted.fill_(mse < zero_mse)
         return b, {"baseline_mse": mse, "zero_baseline_mse": zero_mse, "baseline_used": float(used),
                    "baseline_loss": loss.item()}
 
     def full_state(self) -> dict:
         """Parameters, trust flag and optimiser state (for checkpoints)."""
-        return {"net": self.state_dict(), "optimizer": self._adam().state_dict()}
+        return {"net": self.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_full_state(self, state: dict) -> None:
         self.load_state_dict(state["net"])
-        self._adam().load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def actor_token_logprobs_hidden(actor: Actor, states, tokens):
