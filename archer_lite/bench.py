@@ -130,12 +130,40 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
 
 
 # ----- does the critic see repeats? ---------------------------------------------------------------
+def mc_repeat_gap(trajectories, gamma: float, min_count: int = 5) -> tuple[float, int]:
+    """What a repeat costs the policy that made the trajectories, by Monte Carlo: per turn t,
+    mean discounted return-to-go G_t after repeating an earlier utterance minus after saying a new
+    one; averaged over turns weighted by their repeats (turns with >= ``min_count`` of each).
+    Returns ``(gap, repeats counted)``; (nan, 0) without enough repeats. Repeats happen more in
+    episodes already going badly, so this over- rather than under-states the cost."""
+    by_turn: dict[int, tuple[list[float], list[float]]] = {}
+    for traj in trajectories:
+        g, returns = 0.0, []
+        for t in reversed(traj.transitions):
+            g = t.reward + gamma * g
+            returns.append(g)
+        said: set[str] = set()
+        for t, g in zip(traj.transitions, reversed(returns)):
+            by_turn.setdefault(t.turn, ([], []))[t.action in said].append(g)  # [new, repeat]
+            said.add(t.action)
+    gaps, weights = [], []
+    for new, rep in by_turn.values():
+        if len(new) >= min_count and len(rep) >= min_count:
+            gaps.append(np.mean(rep) - np.mean(new))
+            weights.append(len(rep))
+    return (float(np.average(gaps, weights=weights)), int(sum(weights))) if gaps else (float("nan"), 0)
+
+
 def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, trajectories: int = 320,
-                     held_out: int = 128, out: Path | None = None) -> dict[str, float]:
+                     held_out: int = 128, out: Path | None = None, overrides: dict | None = None,
+                     mc_trajectories: int = 1000) -> dict[str, float]:
     """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
     held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
     utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn costs about
     -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has gap < 0 in most states.
+    ``overrides`` change the cpu_course config (``{"critic": {"action_in_context": True}}``).
+    Beside it, the gap the critic should see: :func:`mc_repeat_gap` on ``mc_trajectories`` more
+    SFT rollouts.
     """
     import torch
 
@@ -148,7 +176,7 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
     from archer_lite.train import preset, sft_checkpoint_dir
 
     set_seed(0)
-    cfg = preset("cpu_course", env=env)
+    cfg = preset("cpu_course", env=env, **(overrides or {}))
     actor = Actor.load(sft_checkpoint_dir(env))
     critic = DoubleCritic.from_config(cfg.critic, env=env)
     target = make_target(critic)
@@ -173,10 +201,12 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
         q1r, q2r, v1, v2 = critic.q_v(states, earlier)
         q1n, q2n, _, _ = critic.q_v(states, new)
     gap = (torch.minimum(q1r, q2r) - torch.minimum(q1n, q2n)).numpy()
-    res = {"env": env, "critic_steps": steps, "train_trajectories": trajectories, "states": len(states),
+    res = {"env": env, "overrides": json.dumps(overrides or {}), "critic_steps": steps, "train_trajectories": trajectories, "states": len(states),
            "mean_gap": float(gap.mean()), "median_gap": float(np.median(gap)),
            "fraction_repeat_below_new": float(np.mean(gap < 0)),
            "mean_v": float(torch.minimum(v1, v2).mean()), "train_seconds": time.perf_counter() - t0}
+    res["mc_gap_same_turn"], res["mc_repeats"] = mc_repeat_gap(
+        collect(actor.sample, env, mc_trajectories, seed=9_000_000), cfg.archer.gamma)
     print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
     _write_json(out or RESULTS_DIR / f"repeat_gap_{env}.json", res)
     return res
@@ -352,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("repeat-gap", help="does a critic trained on SFT rollouts see repeated questions?")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set critic.action_in_context=true")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default runs/bench/repeat_gap_ENV.json)")
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
@@ -369,7 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "throughput":
         bench_throughput(args.env, args.batch)
     elif args.what == "repeat-gap":
-        bench_repeat_gap(args.env, args.steps)
+        from archer_lite.__main__ import _overrides
+
+        bench_repeat_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
                                 threads=args.threads, report=args.report)

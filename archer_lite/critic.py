@@ -6,6 +6,13 @@ phi(s), phi(a) (encoded separately, same weights). On top of it::
     Q_i(s, a) = MLP_i([phi(s); phi(a)])      i = 1, 2
     V_i(s)    = MLP_i(phi(s))                i = 1, 2
 
+With ``action_in_context=True`` the action is read *in the dialogue*: phi(a | s) is the mean of
+the action's token states after encoding "s a" as one text, so attention can compare the action
+with the questions already asked (phi(a) alone cannot tell a repeat from a new question, and a
+mean-pooled phi(s) keeps little of which questions were asked)::
+
+    Q_i(s, a) = MLP_i([phi(s); phi(a | s)])
+
 A target copy (encoder + heads) trails the online critic by Polyak averaging after every step:
 theta_bar <- (1 - tau) theta_bar + tau theta (:func:`polyak_update`). The losses
 (:func:`q_loss`, :func:`v_loss`) and the advantage (:meth:`DoubleCritic.advantage`) carry their
@@ -15,6 +22,7 @@ MiniLM (``encoder="minilm"``, extra ``archer_lite[minilm]``), or any HF encoder 
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,6 +53,9 @@ class CriticConfig:
     """Texts keep their most recent tokens (states grow with every turn)."""
     hidden: int = 256
     """Width of the Q and V MLP heads."""
+    action_in_context: bool = False
+    """Q reads phi(a | s): the action encoded after the state, in one text (see the module doc).
+    Costs one more state-length encoding per Q evaluation."""
 
     def __post_init__(self):
         if self.d_model % self.n_head:
@@ -67,20 +78,32 @@ class TinyTextEncoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, n_layer, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+    def forward(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Mean of the token states of each text: (B, D). With ``contexts``, each text is encoded
+        after its context (context tokens left-truncated to fit) and only the text's own tokens
+        are pooled: phi(text | context)."""
         ids = [x[-self.max_tokens:] or [self.tokenizer.pad_token_id]
                for x in self.tokenizer(list(texts), add_special_tokens=False).input_ids]
+        pooled_from = [0] * len(ids)  # (B,) first position that is pooled
+        if contexts is not None:
+            ctx = self.tokenizer(list(contexts), add_special_tokens=False).input_ids
+            ctx = [c[max(0, len(c) - (self.max_tokens - len(x))):] if len(x) < self.max_tokens else []
+                   for c, x in zip(ctx, ids)]  # the most recent context tokens that fit
+            pooled_from = [len(c) for c in ctx]
+            ids = [c + x for c, x in zip(ctx, ids)]
         width = max(len(x) for x in ids)
         device = self.embed.weight.device
         batch = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        pool = torch.zeros((len(ids), width))
         for i, x in enumerate(ids):
             batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), True
-        batch, mask = batch.to(device), mask.to(device)
+            pool[i, pooled_from[i]:len(x)] = 1.0
+        batch, mask, pool = batch.to(device), mask.to(device), pool.to(device)
         h = self.embed(batch) + self.pos(torch.arange(width, device=device))  # (B, T, D)
         h = self.norm(self.layers(h, src_key_padding_mask=~mask))  # (B, T, D)
-        m = mask.unsqueeze(-1).float()
-        return (h * m).sum(1) / m.sum(1)  # (B, D) mean over real tokens
+        m = pool.unsqueeze(-1)  # (B, T, 1)
+        return (h * m).sum(1) / m.sum(1)  # (B, D) mean over the pooled tokens
 
 
 class HFTextEncoder(nn.Module):
@@ -95,11 +118,22 @@ class HFTextEncoder(nn.Module):
         self.model = AutoModel.from_pretrained(name_or_path)
         self.max_tokens, self.dim = max_tokens, self.model.config.hidden_size
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
-                             return_tensors="pt").to(self.model.device)
+    def forward(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Mean-pooled (B, D); with ``contexts``, the pair (context, text) is encoded (context
+        truncated first) and only the text's tokens are pooled."""
+        if contexts is None:
+            enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                                 return_tensors="pt").to(self.model.device)
+            keep = enc["attention_mask"]
+        else:
+            enc = self.tokenizer(list(contexts), list(texts), padding=True, truncation="only_first",
+                                 max_length=self.max_tokens, return_tensors="pt").to(self.model.device)
+            keep = torch.tensor([[int(k == 1) for k in enc.sequence_ids(i)] for i in range(len(texts))],
+                                device=self.model.device)  # (B, T) 1 on the text's (second) tokens
+            if "token_type_ids" not in inspect.signature(self.model.forward).parameters:
+                enc.pop("token_type_ids", None)  # models without segment embeddings take none
         h = self.model(**enc).last_hidden_state  # (B, T, D)
-        m = enc["attention_mask"].unsqueeze(-1).float()
+        m = keep.unsqueeze(-1).float()
         return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
 
 
@@ -140,9 +174,10 @@ def _mlp(d_in: int, hidden: int) -> nn.Sequential:
 class DoubleCritic(nn.Module):
     """Encoder + two Q heads + two V heads. Use :func:`make_target` for its Polyak-averaged copy."""
 
-    def __init__(self, encoder: nn.Module, hidden: int = 256, freeze_encoder: bool = False):
+    def __init__(self, encoder: nn.Module, hidden: int = 256, freeze_encoder: bool = False,
+                 action_in_context: bool = False):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.action_in_context = encoder, action_in_context
         d = encoder.dim
         self.q1, self.q2 = _mlp(2 * d, hidden), _mlp(2 * d, hidden)
         self.v1, self.v2 = _mlp(d, hidden), _mlp(d, hidden)
@@ -151,12 +186,14 @@ class DoubleCritic(nn.Module):
 
     @classmethod
     def from_config(cls, config: CriticConfig, env: str = "") -> "DoubleCritic":
-        return cls(build_encoder(config, env), config.hidden, config.freeze_encoder)
+        return cls(build_encoder(config, env), config.hidden, config.freeze_encoder,
+                   config.action_in_context)
 
     def q_v(self, states: Sequence[str], actions: Sequence[str]):
         """Return ``(q1, q2, v1, v2)``, each of shape (B,)."""
         phi_s = self.encoder(states)  # (B, D)
-        phi_a = self.encoder(actions)  # (B, D)
+        # (B, D): phi(a | s) reads the action after the state; phi(a) reads it alone
+        phi_a = self.encoder(actions, states) if self.action_in_context else self.encoder(actions)
         sa = torch.cat([phi_s, phi_a], dim=-1)  # (B, 2D)
         return (self.q1(sa).squeeze(-1), self.q2(sa).squeeze(-1),
                 self.v1(phi_s).squeeze(-1), self.v2(phi_s).squeeze(-1))

