@@ -217,6 +217,10 @@ METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
+PPO_KL_COEF = 0.05
+"""The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
+collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
+trajectories; data/benchmarks/ppo_plain_twenty_questions_subset_partial.json)."""
 ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
 """Summary rows: each method's finished cells, then its cells still under way (--report)."""
 
@@ -238,6 +242,7 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   rollout_trajectories=per_iter, rollout_batch=min(per_iter, 32),
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
+                  **({"ppo": {"kl_coef": PPO_KL_COEF}} if method == "ppo" else {}),
                   **({"threads": threads} if threads else {}))
 
 

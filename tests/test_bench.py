@@ -2,7 +2,7 @@
 import json
 import math
 
-from archer_lite.bench import PPO_BUDGET_FACTOR, cell_config, summarize
+from archer_lite.bench import PPO_BUDGET_FACTOR, PPO_KL_COEF, cell_config, summarize
 
 
 def _cell(points, wall=10.0):
@@ -19,6 +19,7 @@ def test_ppo_cells_get_twenty_times_the_trajectories():
     assert ppo.iterations * ppo.rollout_trajectories == PPO_BUDGET_FACTOR * 1000 + 32  # 313 x 64
     assert archer.threads == ppo.threads == 1
     assert archer.run_dir.endswith("twenty_questions_subset/archer/seed0")
+    assert ppo.ppo == {"kl_coef": PPO_KL_COEF} and PPO_KL_COEF > 0 and archer.ppo == {}
 
 
 def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_path, capsys):

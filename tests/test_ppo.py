@@ -127,7 +127,7 @@ def test_act_remembers_sampled_tokens_and_unknown_gibberish_is_refused():
 
 def test_config_validation():
     for bad in ({"gamma": 1.5}, {"gae_lambda": -0.1}, {"clip_eps": 0.0}, {"epochs": 0},
-                {"minibatch_size": 0}, {"lr": 0.0}, {"value_hidden": 0}):
+                {"minibatch_size": 0}, {"lr": 0.0}, {"value_hidden": 0}, {"kl_coef": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PPOConfig(**bad)
     with pytest.raises(ValueError, match="freshly collected"):
@@ -198,3 +198,50 @@ def test_ppo_learns_to_walk_right_on_corridor():
     last = float(np.mean(returns[-3:]))
     assert returns[0] < -12.0, returns
     assert last > returns[0] + 8.0 and last > -4.0, returns
+
+
+# ----- KL penalty to the starting policy -----------------------------------------------------------
+def test_kl_penalty_enters_the_token_rewards():
+    """r_h <- r_h - beta (log pi_old - log pi_ref): with V = 0 and lambda = 1, R_h is the discounted
+    sum of the penalised rewards, computed here by hand from the two policies' log-probs."""
+    beta = 0.5
+    ppo = tiny_ppo(gae_lambda=1.0, kl_coef=beta, epochs=1)
+    assert not any(p.requires_grad for p in ppo.reference.model.parameters())
+    first = ppo.update(None, collect(ppo.act, "corridor", 4, seed=0), 0)
+    assert first["kl_ref"] == 0.0  # the first rollout comes from pi_ref itself
+    torch.nn.init.zeros_(ppo.value_head[-1].weight)
+    torch.nn.init.zeros_(ppo.value_head[-1].bias)  # V = 0
+    trajs = collect(ppo.act, "corridor", 2, seed=1)
+    utterances, _, kl_mean = ppo._prepare(trajs)
+    traj, n = trajs[0], len(trajs[0].transitions)
+    tokens = [u.tokens for u in utterances[:n]]
+    with torch.no_grad():
+        states = [t.state for t in traj.transitions]
+        lp, _ = ppo.actor.token_logprobs(states, tokens)
+        lr_, _ = ppo.reference.token_logprobs(states, tokens)
+    kl = np.concatenate([(lp[i, :len(a)] - lr_[i, :len(a)]).double().numpy() for i, a in enumerate(tokens)])
+    _, rewards, discounts, _ = ppo.token_mdp(traj, tokens)
+    expected, g = np.zeros(len(kl)), 0.0
+    for h in reversed(range(len(kl))):  # R_h = r'_h + disc_h R_{h+1}, episode ends at the last token
+        g = rewards[h] - beta * kl[h] + (discounts[h] * g if h < len(kl) - 1 else 0.0)
+        expected[h] = g
+    got = torch.cat([u.returns for u in utterances[:n]]).double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.abs(kl).max() > 1e-3 and math.isfinite(kl_mean)  # the policy has moved
+
+
+def test_kl_zero_is_plain_ppo_and_the_reference_survives_a_checkpoint():
+    plain, anchored = tiny_ppo(epochs=1), tiny_ppo(epochs=1, kl_coef=0.1)
+    assert plain.reference is None and "reference" not in plain.state_dict()
+    archer_lite.set_seed(7)  # the same sampling draws for both
+    a = plain.update(None, collect(plain.act, "corridor", 4, seed=0), 0)
+    archer_lite.set_seed(7)
+    b = anchored.update(None, collect(anchored.act, "corridor", 4, seed=0), 0)
+    assert {k: v for k, v in b.items() if k != "kl_ref"} == a  # pi_old == pi_ref: same first update
+    state = anchored.state_dict()
+    fresh = tiny_ppo(seed=3, epochs=1, kl_coef=0.1)  # its reference is another init until loaded
+    fresh.load_state_dict(state)
+    for x, y in zip(fresh.reference.model.parameters(), anchored.reference.model.parameters()):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="kl_coef = 0"):
+        fresh.load_state_dict(plain.state_dict())

@@ -20,6 +20,16 @@ state before token h, with its own optimiser -- gives GAE advantages (:func:`gae
 
 Advantages are normalised over all tokens of the update: A <- (A - mean A) / std A.
 
+With ``kl_coef`` = beta > 0, every token's reward also pays for drifting from the reference
+policy pi_ref, a frozen copy of the actor PPO started from (the SFT actor), as in RLHF's PPO
+(Ziegler et al., 2019)::
+
+    r_h <- r_h - beta * (log pi_old(a^h | ...) - log pi_ref(a^h | ...))
+
+Without it (beta = 0, plain PPO) the tiny actor's text degrades: on the 20Q subset (2 seeds) the
+sampled evaluation's invalid rate rose from 42-47% to 81-82% and its return from -12.5..-14.0 to
+-18.7..-19.4 within 2,880-6,720 trajectories.
+
 Then ``epochs`` passes over shuffled minibatches of utterances minimise the clipped surrogate
 (:func:`clipped_policy_loss`) on the actor and (V_h - R_h)^2 on the value head::
 
@@ -39,6 +49,7 @@ not produce falls back to ``actor.encode_actions(text)`` (the utterance's tokens
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -76,6 +87,8 @@ class PPOConfig:
     """Max grad norm, applied to the actor and to the value head separately."""
     value_hidden: int = 64
     """Hidden width of the value head's MLP."""
+    kl_coef: float = 0.0
+    """beta of the per-token KL penalty to the starting policy (0 = plain PPO; RLHF uses ~0.05)."""
 
     def __post_init__(self):
         if not 0.0 <= self.gamma <= 1.0:
@@ -92,6 +105,8 @@ class PPOConfig:
         if self.vf_coef <= 0 or self.grad_clip <= 0:
             raise ValueError(f"vf_coef and grad_clip must be > 0 "
                              f"(got vf_coef={self.vf_coef}, grad_clip={self.grad_clip}).")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0 (got {self.kl_coef}); 0 turns the KL penalty off.")
         if self.value_hidden < 1:
             raise ValueError(f"value_hidden must be >= 1 (got {self.value_hidden}).")
 
@@ -207,6 +222,11 @@ class PPO:
         self.value_opt = torch.optim.Adam(self.value_head.parameters(), lr=cfg.value_lr)
         self.sampled_tokens: dict[tuple[str, str], list[int]] = {}
         """(state, utterance text) -> the token ids sampled for it since the last update."""
+        self.reference: Actor | None = None
+        """pi_ref for the KL penalty: the actor as PPO received it, frozen (only when kl_coef > 0)."""
+        if cfg.kl_coef > 0:
+            self.reference = Actor(copy.deepcopy(actor.model).requires_grad_(False), actor.tokenizer,
+                                   actor.config)  # same tokenizer and config, its own frozen model
 
     def act(self, states: list[str]) -> list[str]:
         """Sample one utterance per state (temperature 1), remembering the sampled tokens."""
@@ -235,7 +255,7 @@ class PPO:
         if not new_trajectories:
             raise ValueError("PPO.update needs freshly collected trajectories (got none); "
                              "collect with the current policy first.")
-        utterances, raw_adv_mean = self._prepare(new_trajectories)
+        utterances, raw_adv_mean, kl_ref = self._prepare(new_trajectories)
         logs: dict[str, list[float]] = {}
         for _ in range(self.cfg.epochs):
             order = self.rng.permutation(len(utterances))
@@ -244,7 +264,8 @@ class PPO:
                 for k, v in self._minibatch_step(batch).items():
                     logs.setdefault(k, []).append(v)
         self.sampled_tokens.clear()  # the next update's data comes from the updated policy
-        return {**{k: float(np.mean(v)) for k, v in logs.items()}, "advantage_mean": raw_adv_mean}
+        out = {**{k: float(np.mean(v)) for k, v in logs.items()}, "advantage_mean": raw_adv_mean}
+        return out if self.reference is None else {**out, "kl_ref": kl_ref}
 
     def token_mdp(self, traj: Trajectory, tokens: list[list[int]] | None = None):
         """One trajectory as a token sequence: ``(tokens per utterance, rewards (H,), discounts (H,),
@@ -256,23 +277,27 @@ class PPO:
 
     # ----- step 1: rollout-time log-probs, values, GAE -------------------------------------------
     @torch.no_grad()
-    def _prepare(self, trajectories: Sequence[Trajectory]) -> tuple[list[_Utterance], float]:
-        """pi_old and V for every token, GAE per trajectory, advantages normalised over the batch."""
+    def _prepare(self, trajectories: Sequence[Trajectory]) -> tuple[list[_Utterance], float, float]:
+        """pi_old and V for every token, GAE per trajectory, advantages normalised over the batch.
+        Also returns the raw advantages' mean and the mean per-token log pi_old - log pi_ref."""
         transitions = [t for traj in trajectories for t in traj.transitions]
         tokens = self.action_tokens(transitions)  # (N,) lists of L_i ids
-        logp_old, values = [], []
+        logp_old, values, kl = [], [], []
         for start in range(0, len(transitions), self.cfg.minibatch_size):
             chunk = slice(start, start + self.cfg.minibatch_size)
-            logp, _, hidden = actor_token_logprobs_hidden(
-                self.actor, [t.state for t in transitions[chunk]], tokens[chunk])  # (B, L), (B, L, D)
+            states = [t.state for t in transitions[chunk]]
+            logp, _, hidden = actor_token_logprobs_hidden(self.actor, states, tokens[chunk])  # (B, L), (B, L, D)
             v = self.value_head(hidden).squeeze(-1)  # (B, L)  V(s, a^{<h})
+            ref = self.reference.token_logprobs(states, tokens[chunk])[0] if self.reference else logp  # (B, L)
             for i, a in enumerate(tokens[chunk]):
                 logp_old.append(logp[i, :len(a)].cpu())
                 values.append(v[i, :len(a)].cpu())
+                kl.append((logp[i, :len(a)] - ref[i, :len(a)]).double().cpu().numpy())  # (L,) 0 if no ref
         advantages, returns, k = [], [], 0
         for traj in trajectories:  # GAE runs across the utterances of one trajectory
             n = len(traj.transitions)
             _, rewards, discounts, terminated = self.token_mdp(traj, tokens[k:k + n])  # (H,), (H,)
+            rewards = rewards - self.cfg.kl_coef * np.concatenate(kl[k:k + n])  # r_h - beta (log pi_old - log pi_ref)
             v_traj = torch.cat(values[k:k + n]).double().numpy()  # (H,)
             # terminated: V_H = 0 exactly; truncated: bootstrap 0 too (the documented simplification)
             adv, ret = gae(rewards, v_traj, discounts, self.cfg.gae_lambda, last_done=terminated,
@@ -285,7 +310,7 @@ class PPO:
         mean, std = flat.mean(), flat.std(unbiased=False)
         utterances = [_Utterance(t.state, a, lp, (adv - mean) / (std + 1e-8), ret)  # A <- (A - mu) / sigma
                       for t, a, lp, adv, ret in zip(transitions, tokens, logp_old, advantages, returns)]
-        return utterances, float(mean)
+        return utterances, float(mean), float(np.concatenate(kl).mean())
 
     # ----- step 2: one minibatch of clipped-surrogate + value regression ---------------------------
     def _minibatch_step(self, batch: list[_Utterance]) -> dict[str, float]:
@@ -318,14 +343,22 @@ class PPO:
 
     # ----- save / load ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"value_head": self.value_head.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state}
+        state = {"value_head": self.value_head.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                 "value_opt": self.value_opt.state_dict(), "rng": self.rng.bit_generator.state}
+        if self.reference is not None:  # a resumed run must keep the policy it started from
+            state["reference"] = self.reference.model.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.value_head.load_state_dict(state["value_head"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.value_opt.load_state_dict(state["value_opt"])
         self.rng.bit_generator.state = state["rng"]
+        if self.reference is not None:
+            if "reference" not in state:
+                raise ValueError("This PPO state has no reference policy (saved with kl_coef = 0); "
+                                 "resume it with kl_coef = 0 or start a new run.")
+            self.reference.model.load_state_dict(state["reference"])
 
 
 def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
