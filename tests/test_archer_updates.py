@@ -112,3 +112,66 @@ def test_critic_warmup_steps_run_once_in_the_last_warmup_iteration(monkeypatch):
     assert counts == [(3, 0), (10, 0), (3, 2), (3, 2)]
     with pytest.raises(ValueError, match="step counts"):
         ArcherConfig(critic_warmup_steps=-1)
+
+
+# ----- KL penalty to the starting actor -------------------------------------------------------------
+def _tiny_actor_critic():
+    archer_lite.set_seed(0)
+    actor = Actor.from_config(ActorConfig(n_embd=32, n_layer=2, n_head=2), env="corridor")
+    critic = DoubleCritic.from_config(CriticConfig(d_model=16, n_layer=1, n_head=2, hidden=8), env="corridor")
+    return actor, critic
+
+
+def _params(actor):
+    return torch.cat([p.detach().flatten() for p in actor.model.parameters()])
+
+
+def test_kl_penalty_at_the_reference_is_the_plain_update():
+    from archer_lite.algorithms.archer import Archer
+
+    plain = _actor_after_step(False)
+    actor, critic = _tiny_actor_critic()
+    algo = Archer(actor, critic, ArcherConfig(kl_coef=0.5))
+    assert not any(p.requires_grad for p in algo.reference.model.parameters())
+    opt = torch.optim.Adam(actor.model.parameters(), lr=algo.cfg.actor_lr)
+    obs, _ = make_env("corridor").reset(seed=0)
+    archer_lite.set_seed(1)
+    logs = actor_step(actor, critic, [obs] * 4, opt, algo.cfg, None, algo.reference)
+    assert logs["kl_ref"] == 0.0  # pi == pi_ref before the first step
+    assert torch.equal(_params(actor), plain)
+
+
+def test_kl_penalty_enters_the_advantage(monkeypatch):
+    """With the critic's A = 0 the advantage the actor uses is -beta (log pi - log pi_ref)."""
+    from archer_lite.algorithms.archer import Archer
+
+    actor, critic = _tiny_actor_critic()
+    algo = Archer(actor, critic, ArcherConfig(kl_coef=0.5))
+    with torch.no_grad():
+        for p in actor.model.parameters():  # move pi away from pi_ref
+            p.add_(0.05 * torch.randn_like(p))
+    monkeypatch.setattr(critic, "advantage", lambda states, texts: torch.zeros(len(states)))
+    opt = torch.optim.Adam(actor.model.parameters(), lr=algo.cfg.actor_lr)
+    obs, _ = make_env("corridor").reset(seed=0)
+    logs = actor_step(actor, critic, [obs] * 8, opt, algo.cfg, None, algo.reference)
+    assert abs(logs["kl_ref"]) > 1e-3
+    assert logs["advantage_mean"] == pytest.approx(-0.5 * logs["kl_ref"], rel=1e-5)
+
+
+def test_kl_reference_survives_a_checkpoint_and_plain_states_are_refused():
+    from archer_lite.algorithms.archer import Archer
+
+    actor, critic = _tiny_actor_critic()
+    algo = Archer(actor, critic, ArcherConfig(kl_coef=0.1))
+    state = algo.state_dict()
+    other_actor, other_critic = _tiny_actor_critic()
+    with torch.no_grad():
+        for p in other_actor.model.parameters():
+            p.add_(1.0)
+    other = Archer(other_actor, other_critic, ArcherConfig(kl_coef=0.1))
+    other.load_state_dict(state)
+    assert torch.equal(_params(other.reference), _params(algo.reference))
+    with pytest.raises(ValueError, match="kl_coef = 0"):
+        other.load_state_dict(Archer(actor, critic, ArcherConfig()).state_dict())
+    with pytest.raises(ValueError, match="kl_coef"):
+        ArcherConfig(kl_coef=-1.0)

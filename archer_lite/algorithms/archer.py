@@ -21,6 +21,7 @@ their step sizes).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +77,9 @@ class ArcherConfig:
     """Learning rate of the token-level baseline head."""
     baseline_steps: int = 5
     """Regression steps of b on each actor batch (after the batch's actor weights are taken)."""
+    kl_coef: float = 0.0
+    """beta of a KL penalty to the starting (SFT) actor, paid inside the advantage:
+    A <- A - beta (log pi(a~|s) - log pi_ref(a~|s)), pi_ref frozen (0 = off, the paper's ArCHer)."""
 
     def __post_init__(self):
         if not 0.0 <= self.gamma <= 1.0:
@@ -84,6 +88,8 @@ class ArcherConfig:
             raise ValueError(f"tau must be in (0, 1] (got {self.tau}).")
         if self.batch_size < 1 or min(self.critic_steps, self.actor_steps, self.critic_warmup_steps) < 0:
             raise ValueError("batch_size must be >= 1 and step counts >= 0.")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0 (got {self.kl_coef}); 0 turns the KL penalty off.")
         if self.baseline_steps < 1:
             raise ValueError(f"baseline_steps must be >= 1 (got {self.baseline_steps}).")
 
@@ -112,19 +118,27 @@ def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch:
 
 
 def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer: torch.optim.Optimizer,
-               cfg: ArcherConfig, baseline: "TokenBaseline | None" = None) -> dict[str, float]:
+               cfg: ArcherConfig, baseline: "TokenBaseline | None" = None,
+               reference: Actor | None = None) -> dict[str, float]:
     """One REINFORCE step inside the utterance on the critic's advantage.
 
     L_pi = - mean_B( sum_h w_h log pi(a~^h | s, a~^{<h}) ),  A = min Q - min V (no grad),
-    w_h = A(s, a~), or A(s, a~) - b(s, a~^{<h}) while the token baseline is trusted.
+    w_h = A(s, a~), or A(s, a~) - b(s, a~^{<h}) while the token baseline is trusted. With a
+    ``reference`` actor, A <- A - kl_coef (log pi(a~|s) - log pi_ref(a~|s)) first (no grad).
     """
     texts, tokens, _ = actor.sample(states, return_tokens=True)  # a~ ~ pi(.|s)
     advantage = critic.advantage(states, texts)  # (B,)  A(s, a~)
     logp, mask, hidden = actor_token_logprobs_hidden(actor, states, tokens)  # (B, L), (B, L), (B, L, D)
-    weight = advantage[:, None].expand_as(logp)  # (B, L): every token gets A
     logs = {}
+    if reference is not None:
+        with torch.no_grad():
+            log_ratio = ((logp - reference.token_logprobs(states, tokens)[0]) * mask).sum(-1)  # (B,)
+        advantage = advantage - cfg.kl_coef * log_ratio  # A - beta (log pi - log pi_ref)
+        logs["kl_ref"] = log_ratio.mean().item()
+    weight = advantage[:, None].expand_as(logp)  # (B, L): every token gets A
     if baseline is not None:
-        b, logs = baseline.fit(hidden.detach(), advantage, mask)  # b before fitting on this batch
+        b, fit_logs = baseline.fit(hidden.detach(), advantage, mask)  # b before fitting on this batch
+        logs.update(fit_logs)
         if logs["baseline_used"]:
             weight = advantage[:, None] - b  # (B, L): A - b_h
     loss = -((weight * logp * mask).sum(-1)).mean()  # - mean( sum_h w_h log pi(a^h|...) )
@@ -237,6 +251,9 @@ class Archer:
         if cfg.token_baseline:
             dim = actor.model.get_output_embeddings().weight.shape[1]
             self.baseline = TokenBaseline(dim, cfg).to(actor.device)
+        self.reference = None
+        if cfg.kl_coef > 0:  # pi_ref: the actor as ArCHer received it, frozen
+            self.reference = Actor(copy.deepcopy(actor.model).requires_grad_(False), actor.tokenizer, actor.config)
 
     def act(self, states: list[str]) -> list[str]:
         return self.actor.sample(states)
@@ -252,7 +269,7 @@ class Archer:
             for _ in range(self.cfg.actor_steps):
                 states = buffer.sample(self.cfg.batch_size).states
                 _append(logs, actor_step(self.actor, self.critic, states, self.actor_opt, self.cfg,
-                                         self.baseline))
+                                         self.baseline, self.reference))
         return {k: float(sum(v) / len(v)) for k, v in logs.items()}
 
     def state_dict(self) -> dict:
@@ -260,6 +277,8 @@ class Archer:
                  "critic_opt": self.critic_opt.state_dict(), "actor_opt": self.actor_opt.state_dict()}
         if self.baseline is not None:
             state["baseline"] = self.baseline.full_state()
+        if self.reference is not None:  # a resumed run keeps the policy it started from
+            state["reference"] = self.reference.model.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -269,6 +288,11 @@ class Archer:
         self.actor_opt.load_state_dict(state["actor_opt"])
         if self.baseline is not None:
             self.baseline.load_full_state(state["baseline"])
+        if self.reference is not None:
+            if "reference" not in state:
+                raise ValueError("This ArCHer state has no reference actor (saved with kl_coef = 0); "
+                                 "resume it with kl_coef = 0 or start a new run.")
+            self.reference.model.load_state_dict(state["reference"])
 
 
 def _append(logs: dict[str, list[float]], metrics: dict[str, float]) -> None:
