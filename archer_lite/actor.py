@@ -16,6 +16,7 @@ tokenizer; ``ActorConfig(model="gpt2")`` or any local path loads real weights un
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -137,6 +138,10 @@ class Actor(nn.Module):
                           target_modules=LORA_TARGETS[model_type],
                           fan_in_fan_out=model_type == "gpt2")  # GPT-2's Conv1D stores W transposed
         self.model = get_peft_model(self.model, lora)
+
+    def frozen_copy(self) -> "Actor":
+        """A copy with its own frozen model, sharing tokenizer and config: a reference policy pi_ref."""
+        return Actor(copy.deepcopy(self.model).requires_grad_(False), self.tokenizer, self.config)
 
     @property
     def device(self) -> torch.device:

@@ -21,7 +21,6 @@ their step sizes).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -253,7 +252,7 @@ class Archer:
             self.baseline = TokenBaseline(dim, cfg).to(actor.device)
         self.reference = None
         if cfg.kl_coef > 0:  # pi_ref: the actor as ArCHer received it, frozen
-            self.reference = Actor(copy.deepcopy(actor.model).requires_grad_(False), actor.tokenizer, actor.config)
+            self.reference = actor.frozen_copy()
 
     def act(self, states: list[str]) -> list[str]:
         return self.actor.sample(states)

@@ -49,7 +49,6 @@ not produce falls back to ``actor.encode_actions(text)`` (the utterance's tokens
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -225,8 +224,7 @@ class PPO:
         self.reference: Actor | None = None
         """pi_ref for the KL penalty: the actor as PPO received it, frozen (only when kl_coef > 0)."""
         if cfg.kl_coef > 0:
-            self.reference = Actor(copy.deepcopy(actor.model).requires_grad_(False), actor.tokenizer,
-                                   actor.config)  # same tokenizer and config, its own frozen model
+            self.reference = actor.frozen_copy()
 
     def act(self, states: list[str]) -> list[str]:
         """Sample one utterance per state (temperature 1), remembering the sampled tokens."""
