@@ -159,8 +159,9 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
                      mc_trajectories: int = 1000) -> dict[str, float]:
     """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
     held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
-    utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn costs about
-    -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has gap < 0 in most states.
+    utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn naively costs
+    -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has
+    gap < 0 in most states; what a repeat really costs the SFT policy is measured beside it.
     ``overrides`` change the cpu_course config (``{"critic": {"action_in_context": True}}``).
     Beside it, the gap the critic should see: :func:`mc_repeat_gap` on ``mc_trajectories`` more
     SFT rollouts.
@@ -201,7 +202,8 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
         q1r, q2r, v1, v2 = critic.q_v(states, earlier)
         q1n, q2n, _, _ = critic.q_v(states, new)
     gap = (torch.minimum(q1r, q2r) - torch.minimum(q1n, q2n)).numpy()
-    res = {"env": env, "overrides": json.dumps(overrides or {}), "critic_steps": steps, "train_trajectories": trajectories, "states": len(states),
+    res = {"env": env, "overrides": json.dumps(overrides or {}), "critic_steps": steps,
+           "train_trajectories": trajectories, "states": len(states),
            "mean_gap": float(gap.mean()), "median_gap": float(np.median(gap)),
            "fraction_repeat_below_new": float(np.mean(gap < 0)),
            "mean_v": float(torch.minimum(v1, v2).mean()), "train_seconds": time.perf_counter() - t0}
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set critic.action_in_context=true")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default runs/bench/repeat_gap_ENV.json)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/repeat_gap_ENV.json)")
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))

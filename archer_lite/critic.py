@@ -22,7 +22,6 @@ MiniLM (``encoder="minilm"``, extra ``archer_lite[minilm]``), or any HF encoder 
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -130,8 +129,6 @@ class HFTextEncoder(nn.Module):
                                  max_length=self.max_tokens, return_tensors="pt").to(self.model.device)
             keep = torch.tensor([[int(k == 1) for k in enc.sequence_ids(i)] for i in range(len(texts))],
                                 device=self.model.device)  # (B, T) 1 on the text's (second) tokens
-            if "token_type_ids" not in inspect.signature(self.model.forward).parameters:
-                enc.pop("token_type_ids", None)  # models without segment embeddings take none
         h = self.model(**enc).last_hidden_state  # (B, T, D)
         m = keep.unsqueeze(-1).float()
         return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)

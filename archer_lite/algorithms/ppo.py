@@ -286,16 +286,18 @@ class PPO:
             states = [t.state for t in transitions[chunk]]
             logp, _, hidden = actor_token_logprobs_hidden(self.actor, states, tokens[chunk])  # (B, L), (B, L, D)
             v = self.value_head(hidden).squeeze(-1)  # (B, L)  V(s, a^{<h})
-            ref = self.reference.token_logprobs(states, tokens[chunk])[0] if self.reference else logp  # (B, L)
+            ref = self.reference.token_logprobs(states, tokens[chunk])[0] if self.reference else None  # (B, L)
             for i, a in enumerate(tokens[chunk]):
                 logp_old.append(logp[i, :len(a)].cpu())
                 values.append(v[i, :len(a)].cpu())
-                kl.append((logp[i, :len(a)] - ref[i, :len(a)]).double().cpu().numpy())  # (L,) 0 if no ref
+                if ref is not None:
+                    kl.append((logp[i, :len(a)] - ref[i, :len(a)]).double().cpu().numpy())  # (L,)
         advantages, returns, k = [], [], 0
         for traj in trajectories:  # GAE runs across the utterances of one trajectory
             n = len(traj.transitions)
             _, rewards, discounts, terminated = self.token_mdp(traj, tokens[k:k + n])  # (H,), (H,)
-            rewards = rewards - self.cfg.kl_coef * np.concatenate(kl[k:k + n])  # r_h - beta (log pi_old - log pi_ref)
+            if kl:
+                rewards = rewards - self.cfg.kl_coef * np.concatenate(kl[k:k + n])  # r_h - beta (log pi_old - log pi_ref)
             v_traj = torch.cat(values[k:k + n]).double().numpy()  # (H,)
             # terminated: V_H = 0 exactly; truncated: bootstrap 0 too (the documented simplification)
             adv, ret = gae(rewards, v_traj, discounts, self.cfg.gae_lambda, last_done=terminated,
@@ -308,7 +310,7 @@ class PPO:
         mean, std = flat.mean(), flat.std(unbiased=False)
         utterances = [_Utterance(t.state, a, lp, (adv - mean) / (std + 1e-8), ret)  # A <- (A - mu) / sigma
                       for t, a, lp, adv, ret in zip(transitions, tokens, logp_old, advantages, returns)]
-        return utterances, float(mean), float(np.concatenate(kl).mean())
+        return utterances, float(mean), float(np.concatenate(kl).mean()) if kl else 0.0
 
     # ----- step 2: one minibatch of clipped-surrogate + value regression ---------------------------
     def _minibatch_step(self, batch: list[_Utterance]) -> dict[str, float]:
