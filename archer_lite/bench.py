@@ -3,6 +3,7 @@
     python -m archer_lite.bench envs                 # demonstrator returns + env steps/s
     python -m archer_lite.bench throughput           # batched sampler vs generate loop, update samples/s
     python -m archer_lite.bench repeat-gap           # does the critic see a repeated question?
+    python -m archer_lite.bench strategies           # what the grid's trained 20Q policies say
     python -m archer_lite.bench sample-efficiency    # the ArCHer-vs-baselines grid (hours of CPU)
     python -m archer_lite.bench sample-efficiency --envs twenty_questions_subset --methods archer filtered_bc --seeds 0
 
@@ -214,6 +215,57 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
     return res
 
 
+def guess_shares(trajectories, guesses: set[str]) -> dict[str, float]:
+    """Of all utterances: the share that are direct guesses, the share that repeat an earlier
+    utterance of the episode; of the repeats, the share that are guesses; and the mean return."""
+    n = n_guess = n_repeat = n_repeat_guess = 0
+    for traj in trajectories:
+        said: set[str] = set()
+        for tr in traj.transitions:
+            is_guess, is_repeat = tr.action in guesses, tr.action in said
+            n, n_guess, n_repeat = n + 1, n_guess + is_guess, n_repeat + is_repeat
+            n_repeat_guess += is_guess and is_repeat
+            said.add(tr.action)
+    return {"utterances": n, "guess_share": n_guess / max(n, 1), "repeat_share": n_repeat / max(n, 1),
+            "repeats_that_are_guesses": n_repeat_guess / max(n_repeat, 1),
+            "mean_return": float(np.mean([t.ret for t in trajectories]))}
+
+
+def bench_strategies(env: str = "twenty_questions_subset", seed: int = 0, episodes: int = 64,
+                     out: Path | None = None) -> dict[str, dict[str, float]]:
+    """How the SFT actor and each grid method's final actor (``seed``'s cell under runs/bench/)
+    play TwentyQuestions: do they ask or guess ("Is it a dog?"), and are their repeats guesses?
+    Sampled (temperature 1) on ``episodes`` fixed evaluation episodes. CHAI is left out: its
+    actor stays the SFT actor (its policy reranks that actor's samples under the critic)."""
+    from archer_lite.actor import Actor
+    from archer_lite.envs import make_env
+    from archer_lite.envs.twenty_questions import TwentyQuestions, guess_question
+    from archer_lite.rollout import collect
+    from archer_lite.seeding import set_seed
+    from archer_lite.train import sft_checkpoint_dir
+
+    game = make_env(env)
+    if not isinstance(game.unwrapped, TwentyQuestions):
+        raise ValueError(f"strategies reads TwentyQuestions guesses; {env!r} is not a TwentyQuestions env.")
+    guesses = {guess_question(name) for name in game.unwrapped.object_names}
+    actors = {"SFT (start)": sft_checkpoint_dir(env)}
+    for method in (m for m in METHODS if m != "chai"):
+        path = Path(cell_config(env, method, seed, 1).run_dir) / "checkpoint" / "actor"
+        if path.exists():
+            actors[method] = path
+    res = {}
+    for name, path in actors.items():
+        actor = Actor.load(path)
+        set_seed(0)
+        res[name] = guess_shares(collect(actor.sample, env, episodes, seed=20_000_000), guesses)
+    print(_table([[name, r["guess_share"], r["repeat_share"], r["repeats_that_are_guesses"], r["mean_return"]]
+                  for name, r in res.items()],
+                 ["actor", "guess share", "repeat share", "repeats that are guesses", "mean return"]))
+    _write_json(out or RESULTS_DIR / f"strategies_{env}.json",
+                {"env": env, "seed": seed, "episodes": episodes, "actors": res})
+    return res
+
+
 # ----- sample efficiency --------------------------------------------------------------------------
 METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
@@ -392,6 +444,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set critic.action_in_context=true")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/repeat_gap_ENV.json)")
+    p = sub.add_parser("strategies", help="ask or guess? the SFT and trained 20Q policies' utterances")
+    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
+    p.add_argument("--seed", type=int, default=0, help="which grid seed's final actors")
+    p.add_argument("--episodes", type=int, default=64)
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
@@ -412,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         from archer_lite.__main__ import _overrides
 
         bench_repeat_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
+    elif args.what == "strategies":
+        bench_strategies(args.env, args.seed, args.episodes)
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
                                 threads=args.threads, report=args.report)

@@ -2,6 +2,8 @@
 import json
 import math
 
+import pytest
+
 from archer_lite.bench import PPO_BUDGET_FACTOR, PPO_KL_COEF, cell_config, summarize
 
 
@@ -102,3 +104,34 @@ def test_mc_repeat_gap_by_hand():
     assert mc_repeat_gap(trajs, gamma=0.9, min_count=1) == (-0.75, 1)
     gap, count = mc_repeat_gap(trajs, gamma=0.9, min_count=2)  # one repeat is too few
     assert math.isnan(gap) and count == 0
+
+
+def test_guess_shares_by_hand():
+    """Five utterances, two guesses of which one repeats, one repeated question: guess share 3/5
+    ("Is it a dog?" twice, "Is it a cat?"), repeat share 2/5, half of the repeats are guesses."""
+    from archer_lite.bench import guess_shares
+    from archer_lite.buffer import Trajectory, Transition
+
+    def episode(actions):
+        return Trajectory([Transition("s", a, -1.0, "s2", i == len(actions) - 1, 0, i)
+                           for i, a in enumerate(actions)])
+
+    trajs = [episode(["Is it red?", "Is it a dog?", "Is it a dog?"]), episode(["Is it red?", "Is it red?"]),
+             episode(["Is it a cat?"])]
+    got = guess_shares(trajs, {"Is it a dog?", "Is it a cat?"})
+    assert got == {"utterances": 6, "guess_share": 0.5, "repeat_share": 2 / 6,
+                   "repeats_that_are_guesses": 0.5, "mean_return": -2.0}
+
+
+def test_strategies_reads_the_sft_actor_and_refuses_other_envs(tmp_path, monkeypatch):
+    from archer_lite.bench import bench_strategies
+
+    monkeypatch.chdir(tmp_path)  # no runs/bench here: only the shipped SFT actor is read
+    res = bench_strategies("twenty_questions_subset", episodes=4, out=tmp_path / "s.json")
+    assert list(res) == ["SFT (start)"]
+    row = res["SFT (start)"]
+    assert row["utterances"] >= 4 and 0.0 <= row["guess_share"] <= 1.0 and 0.0 <= row["repeat_share"] <= 1.0
+    assert -20.0 <= row["mean_return"] <= 0.0
+    assert json.loads((tmp_path / "s.json").read_text())["actors"] == res
+    with pytest.raises(ValueError, match="not a TwentyQuestions env"):
+        bench_strategies("guess_my_city", episodes=1, out=tmp_path / "g.json")
