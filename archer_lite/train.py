@@ -146,6 +146,9 @@ def load_initial_actor(cfg: TrainConfig) -> Actor:
     actor = Actor.load(path)
     actor.config.max_utterance_tokens = cfg.actor.max_utterance_tokens
     actor.config.temperature = cfg.actor.temperature
+    if cfg.actor.lora and not actor.config.lora:  # fine-tune the loaded actor through adapters
+        actor.config.lora, actor.config.lora_r, actor.config.lora_alpha = True, cfg.actor.lora_r, cfg.actor.lora_alpha
+        actor.add_lora()
     return actor
 
 

@@ -95,3 +95,28 @@ def test_evaluation_does_not_change_training(tmp_path):
     train_keys = [k for k in often[0] if not k.startswith("eval_")]
     assert [{k: r[k] for k in train_keys} for r in often] == [{k: r[k] for k in train_keys} for r in rarely]
     assert often[-1]["eval_sampled_mean_return"] == rarely[-1]["eval_sampled_mean_return"]
+
+
+def test_lora_applies_to_the_loaded_sft_actor(tmp_path):
+    """actor.lora=true with init_actor="sft" wraps the shipped actor in adapters (it was silently
+    ignored before): only LoRA weights train, the first outputs equal the SFT actor's (B = 0), and
+    the adapter checkpoint loads back with the same outputs."""
+    from archer_lite.actor import Actor
+    from archer_lite.train import load_initial_actor, sft_checkpoint_dir
+
+    cfg = preset("cpu_course", env="twenty_questions_subset", actor={"lora": True, "lora_r": 4})
+    actor, sft = load_initial_actor(cfg), Actor.load(sft_checkpoint_dir("twenty_questions_subset"))
+    trainable = [n for n, p in actor.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert actor.num_parameters(trainable_only=True) < 0.1 * actor.num_parameters()
+    states, actions = ["Is it an animal? No."], ["Is it a fruit?"]
+    with torch.no_grad():
+        torch.testing.assert_close(actor.utterance_logprob(states, actions), sft.utterance_logprob(states, actions))
+        for p in actor.model.parameters():
+            if p.requires_grad:
+                p.add_(0.01)  # move the adapters so the round trip is not trivially SFT
+        before = actor.utterance_logprob(states, actions)
+        actor.save(tmp_path / "actor")
+        after = Actor.load(tmp_path / "actor").utterance_logprob(states, actions)
+    torch.testing.assert_close(after, before)
+    assert (before - sft.utterance_logprob(states, actions)).abs().item() > 1e-4
