@@ -16,8 +16,10 @@ tokenizer; ``ActorConfig(model="gpt2")`` or any local path loads real weights un
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -89,6 +91,15 @@ def build_tiny_gpt2(tokenizer, n_layer: int = 2, n_embd: int = 128, n_head: int 
     return GPT2LMHeadModel(config)
 
 
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft still asks transformers 5 for ``is_gradient_checkpointing`` (a FutureWarning on every
+    wrap or load); silence that one message only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 class Actor(nn.Module):
     """A causal LM + tokenizer that samples and scores utterances given text states."""
 
@@ -137,7 +148,8 @@ class Actor(nn.Module):
         lora = LoraConfig(r=self.config.lora_r, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
                           target_modules=LORA_TARGETS[model_type],
                           fan_in_fan_out=model_type == "gpt2")  # GPT-2's Conv1D stores W transposed
-        self.model = get_peft_model(self.model, lora)
+        with _quiet_peft():
+            self.model = get_peft_model(self.model, lora)
 
     def frozen_copy(self) -> "Actor":
         """A copy with its own frozen model, sharing tokenizer and config: a reference policy pi_ref."""
@@ -290,8 +302,9 @@ class Actor(nn.Module):
                 from peft import PeftModel
 
                 base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-                model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(path),
-                                                  is_trainable=True)
+                with _quiet_peft():
+                    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(path),
+                                                      is_trainable=True)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(path))
         except Exception as err:  # safetensors, json, torch and HF each raise their own kinds
