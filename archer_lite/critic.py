@@ -183,7 +183,12 @@ class CausalLMEncoder(nn.Module):
 def _is_causal_lm(path: str) -> bool:
     from transformers import AutoConfig
 
-    archs = AutoConfig.from_pretrained(path).architectures or []
+    try:
+        archs = AutoConfig.from_pretrained(path).architectures or []
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Critic encoder {path!r} is neither 'tiny', 'sft', 'minilm', a local model folder "
+                         f"nor a Hugging Face id this machine can load ({type(err).__name__}). Fix "
+                         f"CriticConfig.encoder (e.g. --set critic.encoder=tiny).") from err
     return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
 
 

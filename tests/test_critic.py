@@ -430,3 +430,8 @@ def test_sft_encoder_starts_from_the_shipped_actor():
     enc_state = dict(critic.encoder.model.state_dict())
     for name, value in actor.model.transformer.state_dict().items():
         torch.testing.assert_close(enc_state[name], value)
+
+
+def test_unknown_encoder_names_the_choices():
+    with pytest.raises(ValueError, match="neither 'tiny', 'sft', 'minilm'"):
+        DoubleCritic.from_config(CriticConfig(encoder="no_such_encoder"), env="twenty_questions_subset")
