@@ -68,6 +68,16 @@ class CriticConfig:
             raise ValueError("max_tokens and hidden must be >= 1.")
 
 
+def _right_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (B, T) ids right-padded with ``pad_id`` and the (B, T) bool mask of real tokens."""
+    width = max(len(x) for x in ids)
+    batch = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.bool)
+    for i, x in enumerate(ids):
+        batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), True
+    return batch, mask
+
+
 class TinyTextEncoder(nn.Module):
     """Word embeddings + a small bidirectional transformer + mean pooling: text -> (B, D)."""
 
@@ -95,14 +105,9 @@ class TinyTextEncoder(nn.Module):
                    for c, x in zip(ctx, ids)]  # the most recent context tokens that fit
             pooled_from = [len(c) for c in ctx]
             ids = [c + x for c, x in zip(ctx, ids)]
-        width = max(len(x) for x in ids)
-        device = self.embed.weight.device
-        batch = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.bool)
-        pool = torch.zeros((len(ids), width))
-        for i, x in enumerate(ids):
-            batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), True
-            pool[i, pooled_from[i]:len(x)] = 1.0
+        batch, mask = _right_pad(ids, self.tokenizer.pad_token_id)  # (B, T), (B, T)
+        width, device = batch.shape[1], self.embed.weight.device
+        pool = (mask & (torch.arange(width) >= torch.tensor(pooled_from)[:, None])).float()  # (B, T)
         batch, mask, pool = batch.to(device), mask.to(device), pool.to(device)
         h = self.embed(batch) + self.pos(torch.arange(width, device=device))  # (B, T, D)
         h = self.norm(self.layers(h, src_key_padding_mask=~mask))  # (B, T, D)
@@ -167,11 +172,8 @@ class CausalLMEncoder(nn.Module):
             ctx = self.tokenizer(list(contexts), add_special_tokens=False).input_ids
             ids = [c + x for c, x in zip(ctx, ids)]
         ids = [[self.bos_id] + x[-(self.max_tokens - 1):] for x in ids]
-        width = max(len(x) for x in ids)
-        batch = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, x in enumerate(ids):
-            batch[i, :len(x)], mask[i, :len(x)] = torch.tensor(x), 1
+        batch, mask = _right_pad(ids, self.pad_id)  # (B, T), (B, T)
+        mask, width = mask.long(), batch.shape[1]
         device = next(self.model.parameters()).device
         positions = torch.arange(width).expand(len(ids), width)  # (B, T) right padding: 0, 1, ...
         h = self.model(input_ids=batch.to(device), attention_mask=mask.to(device),
@@ -218,9 +220,9 @@ def build_encoder(config: CriticConfig, env: str = "") -> nn.Module:
         return TinyTextEncoder(load_tokenizer(name), config.d_model, config.n_layer, config.n_head,
                                config.max_tokens)
     if config.encoder == "sft":
-        from archer_lite.paths import DATA_DIR
+        from archer_lite.paths import sft_checkpoint_dir
 
-        path = DATA_DIR / "checkpoints" / env
+        path = sft_checkpoint_dir(env)
         if not env or not (path / "config.json").exists():
             raise FileNotFoundError(f"encoder='sft' reads the env's shipped SFT actor, and there is none "
                                     f"at {path}: pass env=..., build it with `python -m archer_lite sft "

@@ -18,3 +18,8 @@ def data_path(*parts: str) -> Path:
             f"`git checkout -- data/` or rebuild demos/tokenizers with `python -m archer_lite.data`."
         )
     return path
+
+
+def sft_checkpoint_dir(env: str) -> Path:
+    """Where the env's shipped SFT actor lives: ``data/checkpoints/<env>/``."""
+    return DATA_DIR / "checkpoints" / env

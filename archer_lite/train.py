@@ -31,7 +31,7 @@ from archer_lite.algorithms.filtered_bc import FilteredBC, FilteredBCConfig
 from archer_lite.buffer import ReplayBuffer
 from archer_lite.critic import CriticConfig, DoubleCritic
 from archer_lite.envs import env_spec
-from archer_lite.paths import DATA_DIR
+from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import EpisodeStats, collect, evaluate as evaluate_policies
 from archer_lite.seeding import set_seed, set_threads
 
@@ -130,10 +130,6 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
         else:
             data[key] = value
     return TrainConfig.from_dict(data)
-
-
-def sft_checkpoint_dir(env: str) -> Path:
-    return DATA_DIR / "checkpoints" / env
 
 
 def load_initial_actor(cfg: TrainConfig) -> Actor:
