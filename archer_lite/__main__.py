@@ -55,8 +55,17 @@ def cmd_train(args) -> None:
 def cmd_sft(args) -> None:
     from archer_lite.sft_checkpoints import build_sft_checkpoint
 
+    overrides = _overrides(args.set)
+    unknown = sorted(set(overrides) - {"actor", "sft"})
+    if unknown or not all(isinstance(v, dict) for v in overrides.values()):
+        raise ValueError("sft --set takes actor.<field>=value or sft.<field>=value "
+                         "(e.g. --set actor.n_layer=4 --set sft.unlikelihood=1.0).")
+    if args.out and len(args.env) > 1:
+        raise ValueError("--out names one checkpoint directory: give one --env with it.")
     for env in args.env:
-        build_sft_checkpoint(env, epochs=args.epochs, eval_episodes=args.eval_episodes, seed=args.seed)
+        build_sft_checkpoint(env, epochs=args.epochs, eval_episodes=args.eval_episodes, seed=args.seed,
+                             threads=args.threads, out=args.out, actor=overrides.get("actor"),
+                             sft_overrides=overrides.get("sft"))
 
 
 def cmd_eval(args) -> None:
@@ -96,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=0, help="0 = the env's default")
     p.add_argument("--eval-episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--out", help="checkpoint dir (default: the shipped data/checkpoints/<env>/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an ActorConfig or SFTConfig field: actor.n_layer=4, sft.lr=5e-4")
     p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("eval", help="sampled and greedy return of an actor checkpoint")

@@ -9,8 +9,10 @@ expert's and the noisy demonstrator's.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from archer_lite.data import play_episode
 from archer_lite.envs import make_env
 from archer_lite.rollout import evaluate
 from archer_lite.seeding import set_seed, set_threads
-from archer_lite.train import sft_checkpoint_dir
+from archer_lite.paths import sft_checkpoint_dir
 
 SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_city": 6,
               "detective": 3, "minishop": 3, "corridor": 20}
@@ -41,6 +43,16 @@ EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
 
+def _with_fields(cfg, fields: dict):
+    """``cfg`` with ``fields`` replaced; an unknown field is one error listing the known ones."""
+    known = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"Unknown {type(cfg).__name__} field(s): {', '.join(unknown)}; "
+                         f"choose from {', '.join(sorted(known))}.")
+    return dataclasses.replace(cfg, **fields)
+
+
 def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) -> dict[str, float]:
     """Mean return of the scripted expert and of the noisy demonstrator (noise 0.5)."""
     env, rng, out = make_env(env_name), np.random.default_rng(0), {}
@@ -58,24 +70,33 @@ def evaluate_actor(actor: Actor, env: str, episodes: int = 200, seed: int = EVAL
 
 
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
-                         threads: int = 1) -> dict:
-    """Train, save and evaluate the SFT actor of ``env`` (seeded, ``threads`` torch threads)."""
+                         threads: int = 1, out: str | Path | None = None,
+                         actor: dict | None = None, sft_overrides: dict | None = None) -> dict:
+    """Train, save and evaluate the SFT actor of ``env`` (seeded, ``threads`` torch threads).
+
+    ``out`` defaults to the shipped ``data/checkpoints/<env>/``; ``actor`` overrides ActorConfig
+    fields (``{"n_layer": 4}``) and ``sft_overrides`` SFTConfig fields (``{"unlikelihood": 1.0}``),
+    so a recipe can be tried without touching the shipped actor."""
     set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
-    actor = Actor.from_config(ActorConfig(), env=env)
+    actor_cfg = _with_fields(ActorConfig(), actor or {})
+    model = Actor.from_config(actor_cfg, env=env)
     pairs = demo_pairs(env, earlier=True)
-    cfg = SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4), max_earlier=SFT_MAX_EARLIER.get(env, 0),
-                    unlikelihood=SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood))
-    losses = sft(actor, pairs, cfg, seed=seed)
-    out = sft_checkpoint_dir(env)
-    actor.save(out)
+    cfg = _with_fields(SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4),
+                                 max_earlier=SFT_MAX_EARLIER.get(env, 0),
+                                 unlikelihood=SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood)),
+                       sft_overrides or {})
+    losses = sft(model, pairs, cfg, seed=seed)
+    out = Path(out) if out else sft_checkpoint_dir(env)
+    model.save(out)
     report = {"env": env, "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
-              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier,
+              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
+              "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
               "final_loss": float(np.mean(losses[-20:])),
-              "parameters": actor.num_parameters(), "train_seconds": time.perf_counter() - t0,
+              "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0,
               "eval_episodes": eval_episodes}
-    report.update(evaluate_actor(actor, env, eval_episodes))
+    report.update(evaluate_actor(model, env, eval_episodes))
     report.update(demonstrator_returns(env, eval_episodes))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     print(f"{env}: SFT sampled return {report['sampled_mean_return']:.2f} (greedy "

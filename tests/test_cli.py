@@ -19,11 +19,29 @@ def test_train_cli_writes_a_run(tmp_path):
     assert len(rows) == 1 and rows[0]["trajectories"] == 4
 
 
+def test_sft_cli_builds_a_recipe_elsewhere_and_leaves_the_shipped_actor(tmp_path):
+    from archer_lite.paths import sft_checkpoint_dir
+
+    shipped = (sft_checkpoint_dir("corridor") / "model.safetensors").read_bytes()
+    out = tmp_path / "corridor_sft"
+    main(["sft", "--env", "corridor", "--epochs", "1", "--eval-episodes", "4", "--out", str(out),
+          "--set", "actor.n_embd=32", "--set", "actor.n_head=2", "--set", "sft.length_window=4",
+          "--set", "sft.lr=5e-4"])
+    report = json.loads((out / "eval.json").read_text())
+    assert report["actor"] == {"n_layer": 2, "n_embd": 32, "n_head": 2} and report["lr"] == 5e-4
+    assert report["eval_episodes"] == 4 and (out / "model.safetensors").exists()
+    assert (sft_checkpoint_dir("corridor") / "model.safetensors").read_bytes() == shipped
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--env", "corridor", "--set", "archer.gama=1"], "Unknown ArcherConfig field(s): gama"),
     (["train", "--env", "corridor", "--set", "archer.tau=0"], "tau must be in"),
     (["train", "--env", "corridor", "--set", "nokeyvalue"], "key=value"),
     (["eval", "--env", "corridor", "--actor", "/nonexistent"], "No actor checkpoint"),
+    (["sft", "--env", "corridor", "--set", "actor.n_layr=4"], "Unknown ActorConfig field(s): n_layr"),
+    (["sft", "--env", "corridor", "--set", "sft.window=4"], "Unknown SFTConfig field(s): window"),
+    (["sft", "--env", "corridor", "--set", "epochs=4"], "sft --set takes actor.<field>=value"),
+    (["sft", "--env", "corridor", "detective", "--out", "/tmp/x"], "give one --env"),
 ])
 def test_bad_input_exits_with_one_clear_message(args, message, capsys):
     with pytest.raises(SystemExit):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from archer_lite.actor import Actor, ActorConfig
-from archer_lite.algorithms.sft import SFTConfig, bc_step, demo_pairs, sft, unlikelihood_loss
+import numpy as np
+
+from archer_lite.algorithms.sft import SFTConfig, bc_step, demo_pairs, epoch_batches, sft, unlikelihood_loss
 from archer_lite.data import load_demos
 from archer_lite.seeding import set_seed
 
@@ -79,8 +81,37 @@ def test_max_earlier_caps_the_utterances_scored_per_state(actor, monkeypatch):
     assert max(seen) == 2 and max(len(p[2]) for p in pairs) > 2
 
 
+def test_plain_epoch_batches_cut_one_shuffled_order():
+    lengths = np.arange(50)
+    batches = epoch_batches(lengths, 8, 0, np.random.default_rng(5))
+    assert np.array_equal(np.concatenate(batches), np.random.default_rng(5).permutation(50))
+    assert [len(b) for b in batches] == [8] * 6 + [2]
+
+
+def test_length_windows_group_similar_lengths_and_keep_every_index_once():
+    lengths = np.random.default_rng(0).integers(10, 300, 1000)
+    plain = epoch_batches(lengths, 16, 0, np.random.default_rng(1))
+    windowed = epoch_batches(lengths, 16, 10, np.random.default_rng(1))
+    assert sorted(np.concatenate(windowed).tolist()) == list(range(1000))
+    # 1000 = 6 windows of 160 + 40 left: 6 * 10 + 3 batches
+    assert len(windowed) == 63 and sum(len(b) < 16 for b in windowed) == 1
+
+    def padded(batches):  # tokens a left-padded batch costs: its size times its longest state
+        return sum(len(b) * lengths[b].max() for b in batches)
+    assert padded(windowed) < 0.7 * padded(plain)
+    # batches come in shuffled order, not sorted by length
+    assert not np.all(np.diff([lengths[b].max() for b in windowed]) >= 0)
+
+
+def test_sft_counts_its_steps_with_length_windows(actor):
+    pairs = demo_pairs(ENV, max_demos=6, earlier=True)
+    losses = sft(actor, pairs, SFTConfig(epochs=2, batch_size=4, length_window=3), progress=False)
+    span = 12
+    assert len(losses) == 2 * (len(pairs) // span * 3 + math.ceil(len(pairs) % span / 4))
+
+
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"unlikelihood": -1.0}, {"batch_size": 0},
-                                 {"max_earlier": -1}])
+                                 {"max_earlier": -1}, {"length_window": -1}])
 def test_bad_sft_config_is_rejected(bad):
     with pytest.raises(ValueError, match="SFTConfig"):
         SFTConfig(**bad)

@@ -51,12 +51,17 @@ class SFTConfig:
     max_earlier: int = 0
     """L_UL scores at most this many earlier utterances per state, a uniform draw (0 = all of
     them). Long episodes make scoring all of them costly; fewer under-counts the repeat mass."""
+    length_window: int = 0
+    """0 = plain shuffled batches. N > 0: each epoch's shuffled order is cut into windows of N
+    batches, each window is sorted by state length before it is split into batches, and the
+    batches are shuffled again. Batches are left-padded to their longest state, so on envs whose
+    states grow over a long episode this does the same epoch in a fraction of the time."""
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.unlikelihood < 0 \
-                or self.max_earlier < 0:
-            raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0, unlikelihood >= 0 "
-                             "and max_earlier >= 0.")
+                or self.max_earlier < 0 or self.length_window < 0:
+            raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0, unlikelihood >= 0, "
+                             "max_earlier >= 0 and length_window >= 0.")
 
 
 def demo_pairs(env_name: str, max_demos: int = 0, earlier: bool = False) -> list[tuple]:
@@ -111,6 +116,23 @@ def bc_step(actor: Actor, states: Sequence[str], actions: Sequence[str],
     return bc
 
 
+def epoch_batches(lengths: np.ndarray, batch_size: int, window: int,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches of indices: a shuffled order cut into batches, or with ``window`` > 0,
+    cut into windows of ``window`` batches that are each sorted by ``lengths`` before they are
+    split, the batches then shuffled (every index once per epoch either way)."""
+    order = rng.permutation(len(lengths))
+    if not window:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    span = window * batch_size
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def sft(actor: Actor, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
         progress: bool = True) -> list[float]:
     """Train ``actor`` on ``pairs`` (from :func:`demo_pairs`; with ``earlier=True`` the
@@ -118,13 +140,15 @@ def sft(actor: Actor, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam([p for p in actor.model.parameters() if p.requires_grad], lr=cfg.lr)
     losses: list[float] = []
-    steps = cfg.epochs * ((len(pairs) + cfg.batch_size - 1) // cfg.batch_size)
+    span = (cfg.length_window or 1) * cfg.batch_size  # batches per epoch: whole windows + the rest
+    per_epoch = len(pairs) // span * (span // cfg.batch_size) + -(-(len(pairs) % span) // cfg.batch_size)
+    steps = cfg.epochs * per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / steps)))
     bar = tqdm(total=steps, desc="sft", disable=not progress)
+    lengths = np.array([len(p[0]) for p in pairs])
     for _ in range(cfg.epochs):
-        order = rng.permutation(len(pairs))
-        for start in range(0, len(pairs), cfg.batch_size):
-            batch = [pairs[i] for i in order[start:start + cfg.batch_size]]
+        for batch_ids in epoch_batches(lengths, cfg.batch_size, cfg.length_window, rng):
+            batch = [pairs[i] for i in batch_ids]
             earlier = [p[2] if len(p) > 2 else () for p in batch]
             if cfg.max_earlier:
                 earlier = [tuple(rng.choice(e, cfg.max_earlier, replace=False)) if len(e) > cfg.max_earlier
