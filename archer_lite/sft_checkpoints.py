@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from archer_lite.actor import Actor, ActorConfig
 from archer_lite.algorithms.sft import SFTConfig, demo_pairs, sft
-from archer_lite.data import play_episode
+from archer_lite.data import demo_episodes, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import evaluate
@@ -68,6 +69,30 @@ def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) ->
     return out
 
 
+HELDOUT_DEMO_SEED = 7
+"""Held-out demonstrations are played with demo seed 7 (episode seeds 7,000,000 + i); the shipped
+ones use seed 0."""
+
+
+def demo_losses(actor: Actor, env: str, episodes: int = 300) -> dict[str, float]:
+    """Mean L_BC (nats per utterance) on the first ``episodes`` shipped demonstrations and on as
+    many fresh ones from the same noisy demonstrator: the gap says how much SFT memorised."""
+    env_obj, held_out = make_env(env), []
+    for record in demo_episodes(env, episodes, seed=HELDOUT_DEMO_SEED):
+        obs, _ = env_obj.reset(seed=record["seed"])
+        for utterance, _ in record["turns"]:
+            held_out.append((obs, utterance))
+            obs, *_ = env_obj.step(utterance)
+    out = {}
+    for name, pairs in (("train", demo_pairs(env, max_demos=episodes)), ("heldout", held_out)):
+        with torch.no_grad():
+            logp = torch.cat([actor.utterance_logprob([p[0] for p in pairs[i:i + 64]],
+                                                      [p[1] for p in pairs[i:i + 64]])
+                              for i in range(0, len(pairs), 64)])
+        out[f"{name}_demo_loss"] = float(-logp.mean())
+    return out
+
+
 def evaluate_actor(actor: Actor, env: str, episodes: int = 200, seed: int = EVAL_SEED) -> dict[str, float]:
     """Sampled (temperature 1) and greedy return, success, length, repeat and invalid rates, on a
     forked RNG seeded with ``seed`` (so eval.json can be checked against its checkpoint)."""
@@ -103,6 +128,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
               "final_loss": float(np.mean(losses[-20:])),
               "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0,
               "eval_episodes": eval_episodes}
+    report.update(demo_losses(model, env))
     report.update(evaluate_actor(model, env, eval_episodes))
     report.update(demonstrator_returns(env, eval_episodes))
     (out / "eval.json").write_text(json.dumps(report, indent=2))

@@ -6,7 +6,7 @@ import pytest
 from archer_lite.actor import Actor
 from archer_lite.paths import DATA_DIR
 from archer_lite.seeding import set_seed, set_threads
-from archer_lite.sft_checkpoints import evaluate_actor
+from archer_lite.sft_checkpoints import demo_losses, evaluate_actor
 
 SHIPPED = sorted(p.name for p in (DATA_DIR / "checkpoints").iterdir() if (p / "eval.json").exists())
 
@@ -36,3 +36,16 @@ def test_subset_eval_json_is_what_the_checkpoint_plays():
     again = evaluate_actor(Actor.load(path), "twenty_questions_subset", episodes=200)
     for key in ("sampled_mean_return", "greedy_mean_return", "sampled_repeat_rate"):
         assert again[key] == pytest.approx(report[key], abs=1e-9), key
+
+
+@pytest.mark.slow
+def test_guess_my_city_demo_losses_are_what_the_checkpoint_scores():
+    """eval.json's L_BC on 300 shipped and 300 fresh demonstrations; the 40-epoch actor fits the
+    shipped ones far better than fresh ones from the same demonstrator (it memorised them)."""
+    set_threads(1)
+    path = DATA_DIR / "checkpoints" / "guess_my_city"
+    report = json.loads((path / "eval.json").read_text())
+    again = demo_losses(Actor.load(path), "guess_my_city")
+    for key in ("train_demo_loss", "heldout_demo_loss"):
+        assert again[key] == pytest.approx(report[key], abs=1e-4), key
+    assert again["heldout_demo_loss"] > again["train_demo_loss"] + 3.0
