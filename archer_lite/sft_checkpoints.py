@@ -112,13 +112,13 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     set_seed(seed)
     t0 = time.perf_counter()
     actor_cfg = _with_fields(ActorConfig(), actor or {})
-    model = Actor.from_config(actor_cfg, env=env)
-    pairs = demo_pairs(env, earlier=True)
     cfg = _with_fields(SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4),
                                  max_earlier=SFT_MAX_EARLIER.get(env, 0),
                                  unlikelihood=SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
                                  length_window=SFT_LENGTH_WINDOW.get(env, 0)),
                        sft_overrides or {})
+    model = Actor.from_config(actor_cfg, env=env)
+    pairs = demo_pairs(env, earlier=True)
     losses = sft(model, pairs, cfg, seed=seed)
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
