@@ -354,6 +354,7 @@ def summarize(data: dict[str, Any], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from archer_lite.train import sft_checkpoint_dir
 
@@ -417,8 +418,12 @@ def summarize(data: dict[str, Any], out: Path) -> None:
                 ax.plot(xs, np.median(grid, 0), label=method)
                 ax.fill_between(xs, grid.min(0), grid.max(0), alpha=0.2)
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no overlapping 2x10^2 ...
                 ax.set_xlabel("trajectories collected")
                 ax.set_ylabel(label)
+        if sft_eval.exists():  # where every method starts
+            for ax, key in zip(axes, ("sampled_mean_return", "greedy_mean_return", "sampled_success_rate")):
+                ax.axhline(sft[key], color="grey", linestyle="--", linewidth=1, label="SFT start")
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{env}: median and range over seeds")
         fig.tight_layout()
