@@ -29,8 +29,10 @@ SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_cit
               "detective": 3, "minishop": 3, "corridor": 20}
 # Full 20Q, MiniShop and Detective have no shipped actor yet: this recipe leaves the 0.56M actor
 # far from competent there (20Q, all 2000 demos, 5 epochs, 87 min: sampled -19.53, success 5.5%, vs
-# the noisy demos' -13.40; MiniShop, 3 epochs: success 0.5%, invalid 64%). They need a bigger actor
-# or much longer training (a GPU session).
+# the noisy demos' -13.40; MiniShop, 3 epochs: success 0.5%, invalid 64%). 20Q with 20 epochs of
+# plain BC in length windows (59 min) is no better sampled: -19.62, success 5%, repeats 7.7% (greedy
+# -17.56, success 31%; BC loss 2.93 on shipped demos, 3.93 on fresh ones). They need a bigger actor
+# (a GPU session).
 # GuessMyCity, plain BC with length windows (200 evaluation episodes, sampled / greedy return):
 # 4 epochs -18.27 / -19.82 (success 15%, the actor shipped until 2026-11-25), 16 epochs
 # -12.95 / -6.54, 16 epochs + L_UL 1.0 (3 earlier utterances scored) -12.77 / -6.03 (repeats 6.0%
