@@ -9,7 +9,6 @@ expert's and the noisy demonstrator's.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -18,12 +17,13 @@ import numpy as np
 import torch
 
 from archer_lite.actor import Actor, ActorConfig
-from archer_lite.algorithms.sft import SFTConfig, demo_pairs, sft
+from archer_lite.algorithms.sft import SFTConfig, demo_pairs, replay_pairs, sft
 from archer_lite.data import demo_episodes, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import evaluate
 from archer_lite.seeding import set_seed, set_threads
+from archer_lite.train import config_from_dict
 
 SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_city": 40,
               "detective": 3, "minishop": 3, "corridor": 20}
@@ -52,16 +52,6 @@ EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
 
-def _with_fields(cfg, fields: dict):
-    """``cfg`` with ``fields`` replaced; an unknown field is one error listing the known ones."""
-    known = {f.name for f in dataclasses.fields(cfg)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"Unknown {type(cfg).__name__} field(s): {', '.join(unknown)}; "
-                         f"choose from {', '.join(sorted(known))}.")
-    return dataclasses.replace(cfg, **fields)
-
-
 def demonstrator_returns(env_name: str, episodes: int, seed: int = EVAL_SEED) -> dict[str, float]:
     """Mean return of the scripted expert and of the noisy demonstrator (noise 0.5)."""
     env, rng, out = make_env(env_name), np.random.default_rng(0), {}
@@ -79,12 +69,7 @@ ones use seed 0."""
 def demo_losses(actor: Actor, env: str, episodes: int = 300) -> dict[str, float]:
     """Mean L_BC (nats per utterance) on the first ``episodes`` shipped demonstrations and on as
     many fresh ones from the same noisy demonstrator: the gap says how much SFT memorised."""
-    env_obj, held_out = make_env(env), []
-    for record in demo_episodes(env, episodes, seed=HELDOUT_DEMO_SEED):
-        obs, _ = env_obj.reset(seed=record["seed"])
-        for utterance, _ in record["turns"]:
-            held_out.append((obs, utterance))
-            obs, *_ = env_obj.step(utterance)
+    held_out = replay_pairs(env, demo_episodes(env, episodes, seed=HELDOUT_DEMO_SEED))
     out = {}
     for name, pairs in (("train", demo_pairs(env, max_demos=episodes)), ("heldout", held_out)):
         with torch.no_grad():
@@ -113,12 +98,11 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
-    actor_cfg = _with_fields(ActorConfig(), actor or {})
-    cfg = _with_fields(SFTConfig(epochs=epochs or SFT_EPOCHS.get(env, 4),
-                                 max_earlier=SFT_MAX_EARLIER.get(env, 0),
-                                 unlikelihood=SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
-                                 length_window=SFT_LENGTH_WINDOW.get(env, 0)),
-                       sft_overrides or {})
+    actor_cfg = config_from_dict(ActorConfig, actor or {})
+    cfg = config_from_dict(SFTConfig, {"epochs": epochs or SFT_EPOCHS.get(env, 4),
+                                       "max_earlier": SFT_MAX_EARLIER.get(env, 0),
+                                       "unlikelihood": SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
+                                       "length_window": SFT_LENGTH_WINDOW.get(env, 0), **(sft_overrides or {})})
     model = Actor.from_config(actor_cfg, env=env)
     pairs = demo_pairs(env, earlier=True)
     losses = sft(model, pairs, cfg, seed=seed)

@@ -91,10 +91,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise an error naming them."""
-        return _from_dict(cls, data)
+        return config_from_dict(cls, data)
 
 
-def _from_dict(cls, data: dict[str, Any]):
+def config_from_dict(cls, data: dict[str, Any]):
+    """A ``cls`` config dataclass from ``data`` (nested dicts build nested configs); unknown keys
+    raise one error naming them and the known ones."""
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
@@ -103,7 +105,7 @@ def _from_dict(cls, data: dict[str, Any]):
     kwargs = {}
     for name, value in data.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None
-        kwargs[name] = _from_dict(type(default), value) if is_dataclass(default) and isinstance(value, dict) else value
+        kwargs[name] = config_from_dict(type(default), value) if is_dataclass(default) and isinstance(value, dict) else value
     return cls(**kwargs)
 
 

@@ -20,7 +20,7 @@ the demonstrator saw; :func:`bc_step` is one gradient step, shared with filtered
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -70,9 +70,14 @@ def demo_pairs(env_name: str, max_demos: int = 0, earlier: bool = False) -> list
     With ``earlier=True`` each pair also carries the utterances said before it in its episode:
     (state, utterance, earlier_utterances).
     """
+    return replay_pairs(env_name, load_demos(env_name)[: max_demos or None], earlier)
+
+
+def replay_pairs(env_name: str, records: Iterable[dict], earlier: bool = False) -> list[tuple]:
+    """(state, utterance[, earlier_utterances]) pairs of demonstration records (see
+    :func:`demo_pairs`), each record replayed from its seed to recover the states it saw."""
     env, pairs = make_env(env_name), []
-    records = load_demos(env_name)
-    for record in records[: max_demos or None]:
+    for record in records:
         obs, _ = env.reset(seed=record["seed"])
         said: list[str] = []
         for utterance, _ in record["turns"]:
@@ -140,12 +145,11 @@ def sft(actor: Actor, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam([p for p in actor.model.parameters() if p.requires_grad], lr=cfg.lr)
     losses: list[float] = []
-    span = (cfg.length_window or 1) * cfg.batch_size  # batches per epoch: whole windows + the rest
-    per_epoch = len(pairs) // span * (span // cfg.batch_size) + -(-(len(pairs) % span) // cfg.batch_size)
-    steps = cfg.epochs * per_epoch
+    lengths = np.array([len(p[0]) for p in pairs])
+    per_epoch = len(epoch_batches(lengths, cfg.batch_size, cfg.length_window, np.random.default_rng(0)))
+    steps = cfg.epochs * per_epoch  # (the count does not depend on the draw)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / steps)))
     bar = tqdm(total=steps, desc="sft", disable=not progress)
-    lengths = np.array([len(p[0]) for p in pairs])
     for _ in range(cfg.epochs):
         for batch_ids in epoch_batches(lengths, cfg.batch_size, cfg.length_window, rng):
             batch = [pairs[i] for i in batch_ids]
