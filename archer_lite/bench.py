@@ -14,7 +14,10 @@ as soon as it finishes, with its wall time and the code version. Re-running skip
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,22 @@ RESULTS_DIR = DATA_DIR / "benchmarks"
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several grid processes may write at once
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _locked_json(path: Path):
+    """Read-modify-write ``path`` under an exclusive lock (``path``.lock): yields the data (a new
+    ``{"cells": {}}`` if absent), writes it back on exit. Grid processes for different cells share
+    the results file; without the lock two writers lose each other's cells."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {"cells": {}}
+        yield data
+        _write_json(path, data)
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -275,6 +291,14 @@ PPO_KL_COEF = 0.05
 """The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
 collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
 trajectories; data/benchmarks/ppo_plain_twenty_questions_subset_partial.json)."""
+CRITIC_WARMUP_STEPS = 300
+"""Extra critic steps the critic-based cells (ArCHer, ArCHer+baseline, CHAI) take once, on the
+warm-up buffer, before the actor moves (compute, not trajectories). Without them the cpu_course
+critic (10 steps per iteration) was still drifting when the actor started: on GuessMyCity mean Q
+went -0.9 -> -6.5 over the first 350 trajectories while the actor followed an advantage whose batch
+mean swung -0.9..+0.15 against a within-batch spread of ~0.3, and sampled return fell from the SFT
+start's -10.6 to -13.2 by 240 trajectories; with 300 warm-up steps Q starts at its level (-6 -> -9
+by the first actor step), the spread is ~0.9 and return rose to -6.4 by 240 (runs of this session)."""
 ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
 """Summary rows: each method's finished cells, then its cells still under way (--report)."""
 
@@ -282,6 +306,46 @@ ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
 def _wall_seconds(metrics: list[dict[str, Any]]) -> float:
     """A run's compute time, summed per iteration (so a run in several parts counts them all)."""
     return sum(r["time_iteration_s"] for r in metrics)
+
+
+def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two cell configs train the same way per iteration: threads, the progress bar and the
+    budget (iterations, and the evaluation spacing that follows it) do not count, so a larger
+    budget extends a cell instead of restarting it."""
+    from archer_lite.train import TrainConfig
+
+    def canonical(config: dict[str, Any]) -> dict[str, Any]:  # fields added since get their defaults
+        try:
+            return TrainConfig.from_dict(config).to_dict()
+        except (TypeError, ValueError):
+            return config
+
+    a, b = canonical(a), canonical(b)
+    drop = ("threads", "progress", "iterations", "eval_every")
+    return {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+def retire_stale_cell(data: dict[str, Any], key: str, cfg) -> bool:
+    """A cell recorded (or a run dir started) under another config than ``cfg`` is set aside, not
+    resumed or skipped: its JSON entry moves to ``data["superseded"][key]`` (kept, with its config)
+    and its run dir is renamed ``<run_dir>.superseded-N``. Returns True when something moved."""
+    moved = False
+    cell = data["cells"].get(key)
+    if cell is not None and not _same_setup(cell["config"], cfg.to_dict()):
+        data.setdefault("superseded", {}).setdefault(key, []).append(data["cells"].pop(key))
+        moved = True
+    run = Path(cfg.run_dir)
+    if (run / "config.json").exists() and not _same_setup(json.loads((run / "config.json").read_text()),
+                                                            cfg.to_dict()):
+        n = 0
+        while run.with_name(f"{run.name}.superseded-{n}").exists():
+            n += 1
+        run.rename(run.with_name(f"{run.name}.superseded-{n}"))
+        moved = True
+    if moved:
+        print(f"== cell {key}: its config changed since it ran; the old result is kept under "
+              f"'superseded' and the cell runs again", flush=True)
+    return moved
 
 
 def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0):
@@ -297,6 +361,8 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if method == "ppo" else {}),
+                  **({"archer": {"critic_warmup_steps": CRITIC_WARMUP_STEPS}}
+                     if method in ("archer", "archer_baseline", "chai") else {}),
                   **({"threads": threads} if threads else {}))
 
 
@@ -330,20 +396,21 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
         for method in methods:
             for seed in seeds:
                 key = f"{env}/{method}/seed{seed}"
+                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
+                with _locked_json(out) as data:  # with the cells other processes finished meanwhile
+                    retire_stale_cell(data, key, cfg)
                 if data["cells"].get(key, {}).get("finished"):
                     continue
-                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
                 version, t0 = code_version(), time.perf_counter()  # the code this process runs
                 print(f"== cell {key}: {cfg.iterations} iterations x {cfg.rollout_trajectories} trajectories",
                       flush=True)
                 train(cfg)  # resumes from the cell's last checkpoint if an earlier run stopped
                 metrics = read_metrics(cfg.run_dir)
-                data = json.loads(out.read_text()) if out.exists() else {"cells": {}}
-                data["cells"][key] = {"finished": True, "wall_seconds": _wall_seconds(metrics),
-                                      "last_part_wall_seconds": time.perf_counter() - t0,
-                                      "code_version": version, "config": cfg.to_dict(),
-                                      "metrics": metrics}
-                _write_json(out, data)
+                with _locked_json(out) as data:
+                    data["cells"][key] = {"finished": True, "wall_seconds": _wall_seconds(metrics),
+                                          "last_part_wall_seconds": time.perf_counter() - t0,
+                                          "code_version": version, "config": cfg.to_dict(),
+                                          "metrics": metrics}
     summarize(data, out)
     return data
 

@@ -1,10 +1,12 @@
 """The benchmarks' bookkeeping: cell budgets, the summary table, cells run in parts, the repeat-gap probe."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from archer_lite.bench import PPO_BUDGET_FACTOR, PPO_KL_COEF, cell_config, summarize
+from archer_lite.bench import (CRITIC_WARMUP_STEPS, PPO_BUDGET_FACTOR, PPO_KL_COEF, _locked_json, cell_config,
+                                retire_stale_cell, summarize)
 
 
 def _cell(points, wall=10.0):
@@ -22,6 +24,54 @@ def test_ppo_cells_get_twenty_times_the_trajectories():
     assert archer.threads == ppo.threads == 1
     assert archer.run_dir.endswith("twenty_questions_subset/archer/seed0")
     assert ppo.ppo == {"kl_coef": PPO_KL_COEF} and PPO_KL_COEF > 0 and archer.ppo == {}
+
+
+def test_critic_cells_warm_their_critic_up_and_the_others_do_not():
+    for method in ("archer", "archer_baseline", "chai"):
+        assert cell_config("guess_my_city", method, 0, 5000).archer.critic_warmup_steps == CRITIC_WARMUP_STEPS == 300
+    for method in ("filtered_bc", "ppo"):
+        assert cell_config("guess_my_city", method, 0, 5000).archer.critic_warmup_steps == 0
+
+
+def test_a_cell_whose_config_changed_is_set_aside_not_resumed_or_skipped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from archer_lite.train import TrainConfig
+
+    new = cell_config("guess_my_city", "archer", 0, 5000, threads=1)
+    old = TrainConfig.from_dict({**new.to_dict(), "archer": {**new.to_dict()["archer"], "critic_warmup_steps": 0}})
+    run = Path(new.run_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(old.to_dict()))
+    data = {"cells": {"guess_my_city/archer/seed0": {"finished": True, "config": old.to_dict(), "metrics": []}}}
+    assert retire_stale_cell(data, "guess_my_city/archer/seed0", new)
+    assert data["cells"] == {} and data["superseded"]["guess_my_city/archer/seed0"][0]["config"] == old.to_dict()
+    assert not run.exists() and (run.parent / "seed0.superseded-0" / "config.json").exists()
+    # threads and the budget are not the setup: a cell with more iterations extends, not restarts
+    data["cells"]["guess_my_city/archer/seed0"] = {"finished": True, "config": new.to_dict(), "metrics": []}
+    longer = TrainConfig.from_dict({**new.to_dict(), "threads": 2, "iterations": 2 * new.iterations,
+                                    "eval_every": 2 * new.eval_every})
+    assert not retire_stale_cell(data, "guess_my_city/archer/seed0", longer)
+    assert list(data["cells"]) == ["guess_my_city/archer/seed0"] and len(data["superseded"]) == 1
+
+
+def _add_cells(path, first, n):
+    for i in range(first, first + n):
+        with _locked_json(path) as data:
+            data["cells"][f"cell{i}"] = {"finished": True, "metrics": "x" * 2000}  # writes take time
+
+
+def test_grid_processes_sharing_the_results_file_keep_each_others_cells(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "se.json"
+    procs = [multiprocessing.get_context("spawn").Process(target=_add_cells, args=(path, k * 1000, 300))
+             for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert sorted(json.loads(path.read_text())["cells"]) == sorted(f"cell{k * 1000 + i}" for k in range(2)
+                                                                   for i in range(300))  # 317 without the lock
 
 
 def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_path, capsys):
