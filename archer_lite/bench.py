@@ -291,14 +291,6 @@ PPO_KL_COEF = 0.05
 """The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
 collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
 trajectories; data/benchmarks/ppo_plain_twenty_questions_subset_partial.json)."""
-CRITIC_WARMUP_STEPS = 300
-"""Extra critic steps the critic-based cells (ArCHer, ArCHer+baseline, CHAI) take once, on the
-warm-up buffer, before the actor moves (compute, not trajectories). Without them the cpu_course
-critic (10 steps per iteration) was still drifting when the actor started: on GuessMyCity mean Q
-went -0.9 -> -6.5 over the first 350 trajectories while the actor followed an advantage whose batch
-mean swung -0.9..+0.15 against a within-batch spread of ~0.3, and sampled return fell from the SFT
-start's -10.6 to -13.2 by 240 trajectories; with 300 warm-up steps Q starts at its level (-6 -> -9
-by the first actor step), the spread is ~0.9 and return rose to -6.4 by 240 (runs of this session)."""
 ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
 """Summary rows: each method's finished cells, then its cells still under way (--report)."""
 
@@ -361,8 +353,6 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if method == "ppo" else {}),
-                  **({"archer": {"critic_warmup_steps": CRITIC_WARMUP_STEPS}}
-                     if method in ("archer", "archer_baseline", "chai") else {}),
                   **({"threads": threads} if threads else {}))
 
 
