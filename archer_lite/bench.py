@@ -284,6 +284,11 @@ def bench_strategies(env: str = "twenty_questions_subset", seed: int = 0, episod
 
 # ----- sample efficiency --------------------------------------------------------------------------
 METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
+"""The paper's five: the grid's default."""
+LORA_METHODS = ("archer_lora", "filtered_bc_lora")
+"""Variants: the same algorithm fine-tuning the SFT actor through LoRA adapters (rank 8 on the
+attention projections, ``actor.lora``) instead of all its weights. Fully fine-tuned, the 0.56M
+actor loses track of what it already said (README); run them with ``--methods archer_lora ...``."""
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
@@ -291,7 +296,7 @@ PPO_KL_COEF = 0.05
 """The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
 collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
 trajectories; data/benchmarks/ppo_plain_twenty_questions_subset_partial.json)."""
-ROWS = [m + tag for m in METHODS for tag in ("", " (partial)")]
+ROWS = [m + tag for m in METHODS + LORA_METHODS for tag in ("", " (partial)")]
 """Summary rows: each method's finished cells, then its cells still under way (--report)."""
 
 
@@ -345,14 +350,16 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
     ``threads`` torch threads, 0 = the preset's)."""
     from archer_lite.train import preset
 
-    per_iter = 64 if method == "ppo" else 16
-    total = budget * (PPO_BUDGET_FACTOR if method == "ppo" else 1)
+    algo = method.removesuffix("_lora")
+    per_iter = 64 if algo == "ppo" else 16
+    total = budget * (PPO_BUDGET_FACTOR if algo == "ppo" else 1)
     iterations = -(-total // per_iter)  # ceil: the budget is always reached
-    return preset("cpu_course", env=env, algo=method, seed=seed, iterations=iterations,
+    return preset("cpu_course", env=env, algo=algo, seed=seed, iterations=iterations,
                   rollout_trajectories=per_iter, rollout_batch=min(per_iter, 32),
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
-                  **({"ppo": {"kl_coef": PPO_KL_COEF}} if method == "ppo" else {}),
+                  **({"ppo": {"kl_coef": PPO_KL_COEF}} if algo == "ppo" else {}),
+                  **({"actor": {"lora": True}} if method in LORA_METHODS else {}),
                   **({"threads": threads} if threads else {}))
 
 
@@ -513,7 +520,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + LORA_METHODS),
+                   help="default: the paper's five; LoRA variants: " + " ".join(LORA_METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget-scale", type=float, default=1.0, help="scale every trajectory budget")
     p.add_argument("--report", action="store_true",

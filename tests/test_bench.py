@@ -26,6 +26,15 @@ def test_ppo_cells_get_twenty_times_the_trajectories():
     assert ppo.ppo == {"kl_coef": PPO_KL_COEF} and PPO_KL_COEF > 0 and archer.ppo == {}
 
 
+def test_lora_variants_run_the_same_algorithm_through_adapters():
+    for variant, algo in (("archer_lora", "archer"), ("filtered_bc_lora", "filtered_bc")):
+        lora, full = cell_config("guess_my_city", variant, 1, 5000), cell_config("guess_my_city", algo, 1, 5000)
+        assert lora.algo == algo and lora.actor.lora and not full.actor.lora and lora.actor.lora_r == 8
+        assert lora.run_dir == f"runs/bench/guess_my_city/{variant}/seed1"
+        differ = {k for k in lora.to_dict() if lora.to_dict()[k] != full.to_dict()[k]}
+        assert differ == {"actor", "run_dir"}  # same schedule, budget and seed
+
+
 def test_a_cell_whose_config_changed_is_set_aside_not_resumed_or_skipped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from archer_lite.train import TrainConfig
@@ -75,6 +84,7 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
         f"{env}/archer/seed1": _cell([(200, -9.0), (600, -8.0), (1000, -7.5)]),
         f"{env}/chai/seed0": _cell([(500, -10.0), (1000, -9.0)]),
         f"{env}/ppo/seed0": _cell([(960, -11.0), (1920, -10.0), (2880, -9.5)]),
+        f"{env}/archer_lora/seed0": _cell([(300, -8.0), (1000, -6.0)]),
     }}
     summarize(data, tmp_path / "sample_efficiency.json")
     table = capsys.readouterr().out
@@ -83,6 +93,7 @@ def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_
     assert rows["archer"][1:4] == ["2", "500", "-7.25"]  # median of 400 and 600; ret@1k median
     assert rows["chai"][2:4] == [">", "1000"]  # never reached: a lower bound, not a guess
     assert rows["ppo"][1:5] == ["1", ">", "2880", "-11.00"]  # ret@1k: the evaluation nearest 1k (960)
+    assert rows["archer_lora"][1:4] == ["1", "300", "-6.00"]  # a variant gets its own row
     assert (tmp_path / f"sample_efficiency_{env}.png").stat().st_size > 10_000
 
 
