@@ -175,3 +175,48 @@ def test_kl_reference_survives_a_checkpoint_and_plain_states_are_refused():
         other.load_state_dict(Archer(actor, critic, ArcherConfig()).state_dict())
     with pytest.raises(ValueError, match="kl_coef"):
         ArcherConfig(kl_coef=-1.0)
+
+
+class _TableCritic:
+    """Q_1, Q_2 looked up by action text (V never read by the leave-one-out advantage)."""
+
+    def __init__(self, q1, q2):
+        self.q1, self.q2 = q1, q2
+
+    def q_v(self, states, actions):
+        q1 = torch.tensor([self.q1[a] for a in actions])
+        q2 = torch.tensor([self.q2[a] for a in actions])
+        return q1, q2, torch.full_like(q1, 99.0), torch.full_like(q1, 99.0)
+
+
+def test_leave_one_out_advantage_by_hand():
+    from archer_lite.algorithms.archer import loo_advantage
+
+    critic = _TableCritic({"a": 1.0, "b": 4.0, "c": -2.0, "d": 0.5}, {"a": 2.0, "b": 3.0, "c": -1.0, "d": 0.0})
+    # min Q: a 1, b 3, c -2, d 0; groups of k = 2 share a state, then k = 4 over all four
+    got2 = loo_advantage(critic, ["s", "s", "t", "t"], ["a", "b", "c", "d"], 2)
+    torch.testing.assert_close(got2, torch.tensor([1 - 3, 3 - 1, -2 - 0, 0 + 2.0]))
+    got4 = loo_advantage(critic, ["s"] * 4, ["a", "b", "c", "d"], 4)
+    torch.testing.assert_close(got4, torch.tensor([1 - 1 / 3, 3 + 1 / 3, -2 - 4 / 3, 0 - 2 / 3]))
+    assert got4.sum().item() == pytest.approx(0.0, abs=1e-6)  # a per-state baseline: sums to 0
+
+
+def test_actor_step_with_k_samples_groups_k_utterances_per_state(monkeypatch):
+    import archer_lite.algorithms.archer as archer
+
+    seen = {}
+
+    def fake_loo(critic, states, actions, k):
+        seen.update(states=list(states), k=k)
+        return torch.zeros(len(states))
+
+    monkeypatch.setattr(archer, "loo_advantage", fake_loo)
+    archer_lite.set_seed(0)
+    actor = Actor.from_config(ActorConfig(n_embd=32, n_layer=2, n_head=2), env="corridor")
+    critic = DoubleCritic.from_config(CriticConfig(d_model=16, n_layer=1, n_head=2, hidden=8), env="corridor")
+    cfg = ArcherConfig(batch_size=8, actor_samples=4)
+    states = [make_env("corridor").reset(seed=i)[0] + f" #{i}" for i in range(8)]
+    actor_step(actor, critic, states, torch.optim.Adam(actor.model.parameters(), 1e-3), cfg)
+    assert seen["k"] == 4 and seen["states"] == [states[0]] * 4 + [states[1]] * 4  # 8 / 4 states x 4
+    with pytest.raises(ValueError, match="actor_samples"):
+        ArcherConfig(batch_size=8, actor_samples=9)
