@@ -39,14 +39,16 @@ def _write_json(path: Path, data: Any) -> None:
 @contextlib.contextmanager
 def _locked_json(path: Path):
     """Read-modify-write ``path`` under an exclusive lock (``path``.lock): yields the data (a new
-    ``{"cells": {}}`` if absent), writes it back on exit. Grid processes for different cells share
-    the results file; without the lock two writers lose each other's cells."""
+    ``{"cells": {}}`` if absent), writes it back on exit if it changed. Grid processes for
+    different cells share the results file; without the lock two writers lose each other's cells."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {"cells": {}}
+        before = json.dumps(data)
         yield data
-        _write_json(path, data)
+        if json.dumps(data) != before or not path.exists():
+            _write_json(path, data)
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:

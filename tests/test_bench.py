@@ -74,6 +74,10 @@ def test_grid_processes_sharing_the_results_file_keep_each_others_cells(tmp_path
         p.join()
     assert sorted(json.loads(path.read_text())["cells"]) == sorted(f"cell{k * 1000 + i}" for k in range(2)
                                                                    for i in range(300))  # 317 without the lock
+    before = path.stat().st_mtime_ns
+    with _locked_json(path) as data:  # read only: the file is not rewritten
+        assert len(data["cells"]) == 600
+    assert path.stat().st_mtime_ns == before
 
 
 def test_summary_reports_trajectories_to_reach_filtered_bc_and_lower_bounds(tmp_path, capsys):
