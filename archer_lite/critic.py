@@ -272,6 +272,12 @@ class DoubleCritic(nn.Module):
         return self.v1(phi_s).squeeze(-1), self.v2(phi_s).squeeze(-1)
 
     @torch.no_grad()
+    def min_q(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
+        """min_i Q_i(s, a)   (B,): how CHAI ranks candidates and the leave-one-out advantage scores."""
+        q1, q2, _, _ = self.q_v(states, actions)
+        return torch.minimum(q1, q2)
+
+    @torch.no_grad()
     def advantage(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
         """A(s, a) = min_i Q_i(s, a) - min_i V_i(s)   (B,): the actor's utterance-level reward."""
         q1, q2, v1, v2 = self.q_v(states, actions)

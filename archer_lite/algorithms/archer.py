@@ -151,10 +151,8 @@ def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer:
     if k > 1:  # k utterances for each of B / k states, grouped: s_1 x k, s_2 x k, ...
         states = [s for s in states[: max(1, len(states) // k)] for _ in range(k)]
     texts, tokens, _ = actor.sample(states, return_tokens=True)  # a~ ~ pi(.|s)
-    if k > 1:
-        advantage = loo_advantage(critic, states, texts, k)  # (B,)
-    else:
-        advantage = critic.advantage(states, texts)  # (B,)  A(s, a~)
+    # (B,) A(s, a~): min Q - min V, or min Q against the other samples of the same state
+    advantage = loo_advantage(critic, states, texts, k) if k > 1 else critic.advantage(states, texts)
     logp, mask, hidden = actor_token_logprobs_hidden(actor, states, tokens)  # (B, L), (B, L), (B, L, D)
     logs = {}
     if reference is not None:
@@ -182,8 +180,7 @@ def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer:
 def loo_advantage(critic: DoubleCritic, states: list[str], actions: list[str], k: int) -> torch.Tensor:
     """A(s, a_j) = min_i Q_i(s, a_j) - mean_{l != j} min_i Q_i(s, a_l) over groups of k
     consecutive (state, action) pairs that share their state.   (B,)"""
-    q1, q2, _, _ = critic.q_v(states, actions)
-    q = torch.minimum(q1, q2).view(-1, k)  # (B/k, k)
+    q = critic.min_q(states, actions).view(-1, k)  # (B/k, k)
     others = (q.sum(-1, keepdim=True) - q) / (k - 1)  # (B/k, k): the mean of the other k - 1
     return (q - others).reshape(-1)
 

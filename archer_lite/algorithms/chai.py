@@ -38,7 +38,6 @@ class Chai(Archer):
             return []
         repeated = [s for s in states for _ in range(self.k)]
         candidates = self.actor.sample(repeated)
-        q1, q2, _, _ = self.critic.q_v(repeated, candidates)
-        scores = torch.minimum(q1, q2).view(len(states), self.k)  # (B, k)
+        scores = self.critic.min_q(repeated, candidates).view(len(states), self.k)  # (B, k)
         best = scores.argmax(-1).tolist()
         return [candidates[i * self.k + j] for i, j in enumerate(best)]
