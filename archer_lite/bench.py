@@ -324,26 +324,55 @@ def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
-def retire_stale_cell(data: dict[str, Any], key: str, cfg) -> bool:
-    """A cell recorded (or a run dir started) under another config than ``cfg`` is set aside, not
-    resumed or skipped: its JSON entry moves to ``data["superseded"][key]`` (kept, with its config)
-    and its run dir is renamed ``<run_dir>.superseded-N``. Returns True when something moved."""
+def start_actor_digest(cfg) -> str:
+    """sha256 (first 16 hex digits) of the weights a cell starts from (the shipped SFT actor of its
+    env, or ``init_actor``'s checkpoint); "" when there are none. A rebuilt SFT actor changes it,
+    and with it every cell that started from the old one is stale."""
+    import hashlib
+
+    from archer_lite.train import sft_checkpoint_dir
+
+    if cfg.init_actor == "scratch":
+        return ""
+    path = sft_checkpoint_dir(cfg.env) if cfg.init_actor == "sft" else Path(cfg.init_actor)
+    digest = hashlib.sha256()
+    files = sorted(path.glob("*.safetensors"))
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16] if files else ""
+
+
+START_ACTOR_FILE = "start_actor.sha256"
+"""Written into a cell's run dir when it starts: the digest of the actor it started from."""
+
+
+def retire_stale_cell(data: dict[str, Any], key: str, cfg, start_actor: str = "") -> bool:
+    """A cell recorded (or a run dir started) under another config than ``cfg``, or from another
+    start actor than ``start_actor`` (see :func:`start_actor_digest`; records without a digest
+    count as the same), is set aside, not resumed or skipped: its JSON entry moves to
+    ``data["superseded"][key]`` (kept, with its config) and its run dir is renamed
+    ``<run_dir>.superseded-N``. Returns True when something moved."""
+
+    def other_start(recorded: str | None) -> bool:
+        return bool(start_actor and recorded and recorded != start_actor)
+
     moved = False
     cell = data["cells"].get(key)
-    if cell is not None and not _same_setup(cell["config"], cfg.to_dict()):
+    if cell is not None and (not _same_setup(cell["config"], cfg.to_dict()) or other_start(cell.get("start_actor"))):
         data.setdefault("superseded", {}).setdefault(key, []).append(data["cells"].pop(key))
         moved = True
     run = Path(cfg.run_dir)
-    if (run / "config.json").exists() and not _same_setup(json.loads((run / "config.json").read_text()),
-                                                            cfg.to_dict()):
+    recorded = (run / START_ACTOR_FILE).read_text().strip() if (run / START_ACTOR_FILE).exists() else None
+    if (run / "config.json").exists() and (
+            not _same_setup(json.loads((run / "config.json").read_text()), cfg.to_dict()) or other_start(recorded)):
         n = 0
         while run.with_name(f"{run.name}.superseded-{n}").exists():
             n += 1
         run.rename(run.with_name(f"{run.name}.superseded-{n}"))
         moved = True
     if moved:
-        print(f"== cell {key}: its config changed since it ran; the old result is kept under "
-              f"'superseded' and the cell runs again", flush=True)
+        print(f"== cell {key}: its config or start actor changed since it ran; the old result is kept "
+              f"under 'superseded' and the cell runs again", flush=True)
     return moved
 
 
@@ -396,10 +425,13 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
             for seed in seeds:
                 key = f"{env}/{method}/seed{seed}"
                 cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
+                start_actor = start_actor_digest(cfg)
                 with _locked_json(out) as data:  # with the cells other processes finished meanwhile
-                    retire_stale_cell(data, key, cfg)
+                    retire_stale_cell(data, key, cfg, start_actor)
                 if data["cells"].get(key, {}).get("finished"):
                     continue
+                Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+                (Path(cfg.run_dir) / START_ACTOR_FILE).write_text(start_actor + "\n")
                 version, t0 = code_version(), time.perf_counter()  # the code this process runs
                 print(f"== cell {key}: {cfg.iterations} iterations x {cfg.rollout_trajectories} trajectories",
                       flush=True)
@@ -408,8 +440,8 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                 with _locked_json(out) as data:
                     data["cells"][key] = {"finished": True, "wall_seconds": _wall_seconds(metrics),
                                           "last_part_wall_seconds": time.perf_counter() - t0,
-                                          "code_version": version, "config": cfg.to_dict(),
-                                          "metrics": metrics}
+                                          "code_version": version, "start_actor": start_actor,
+                                          "config": cfg.to_dict(), "metrics": metrics}
     summarize(data, out)
     return data
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_KL_COEF, _locked_json, cell_config,
-                                retire_stale_cell, summarize)
+from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
+                                retire_stale_cell, start_actor_digest, summarize)
 
 
 def _cell(points, wall=10.0):
@@ -54,6 +54,48 @@ def test_a_cell_whose_config_changed_is_set_aside_not_resumed_or_skipped(tmp_pat
                                     "eval_every": 2 * new.eval_every})
     assert not retire_stale_cell(data, "guess_my_city/archer/seed0", longer)
     assert list(data["cells"]) == ["guess_my_city/archer/seed0"] and len(data["superseded"]) == 1
+
+
+def test_a_cell_started_from_another_sft_actor_is_set_aside(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from archer_lite.train import TrainConfig
+
+    ckpt = tmp_path / "sft"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights v1")
+    cfg = TrainConfig.from_dict({**cell_config("guess_my_city", "chai", 0, 5000).to_dict(), "init_actor": str(ckpt)})
+    v1 = start_actor_digest(cfg)
+    assert len(v1) == 16 and v1 == start_actor_digest(cfg)
+    (ckpt / "model.safetensors").write_bytes(b"weights v2")  # the SFT actor is rebuilt
+    v2 = start_actor_digest(cfg)
+    assert v2 != v1 and start_actor_digest(TrainConfig.from_dict({**cfg.to_dict(), "init_actor": "scratch"})) == ""
+    key = "guess_my_city/chai/seed0"
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / START_ACTOR_FILE).write_text(v1 + "\n")
+    data = {"cells": {key: {"finished": True, "config": cfg.to_dict(), "start_actor": v1, "metrics": []}}}
+    assert not retire_stale_cell(data, key, cfg, v1)  # same config, same start: kept
+    assert retire_stale_cell(data, key, cfg, v2)
+    assert data["cells"] == {} and data["superseded"][key][0]["start_actor"] == v1
+    assert not run.exists() and (run.parent / "seed0.superseded-0" / START_ACTOR_FILE).read_text().strip() == v1
+    # a record from before digests were kept counts as the same start
+    data["cells"][key] = {"finished": True, "config": cfg.to_dict(), "metrics": []}
+    assert not retire_stale_cell(data, key, cfg, v2) and key in data["cells"]
+
+
+def test_the_published_cells_are_current_so_resuming_the_grid_keeps_them():
+    """Every finished cell in data/benchmarks/ was run with today's cell setup and shipped SFT actor:
+    a setup change must move them to 'superseded' (the bench does) rather than leave stale numbers."""
+    from archer_lite.bench import RESULTS_DIR, _same_setup
+
+    data = json.loads((RESULTS_DIR / "sample_efficiency.json").read_text())
+    assert len(data["cells"]) >= 20
+    for key, cell in data["cells"].items():
+        env, method, seed = key.split("/")
+        cfg = cell_config(env, method, int(seed.removeprefix("seed")), 1)
+        assert _same_setup(cell["config"], cfg.to_dict()), key
+        assert cell["start_actor"] == start_actor_digest(cfg), key
 
 
 def _add_cells(path, first, n):
