@@ -18,7 +18,7 @@ import torch
 
 from archer_lite.actor import Actor, ActorConfig
 from archer_lite.algorithms.sft import SFTConfig, demo_pairs, replay_pairs, sft
-from archer_lite.data import demo_episodes, play_episode
+from archer_lite.data import demo_episodes, load_demos, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import evaluate
@@ -104,11 +104,11 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
                                        "unlikelihood": SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
                                        "length_window": SFT_LENGTH_WINDOW.get(env, 0), **(sft_overrides or {})})
     model = Actor.from_config(actor_cfg, env=env)
-    pairs = demo_pairs(env, earlier=True)
+    pairs = demo_pairs(env, cfg.demos, earlier=True)
     losses = sft(model, pairs, cfg, seed=seed)
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
-    report = {"env": env, "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
+    report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
               "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
               "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
               "final_loss": float(np.mean(losses[-20:])),

@@ -1,5 +1,6 @@
 """SFT: demonstration pairs with their history, the unlikelihood term and its effect."""
 import copy
+import json
 import math
 
 import pytest
@@ -8,7 +9,9 @@ import torch
 from archer_lite.actor import Actor, ActorConfig
 import numpy as np
 
-from archer_lite.algorithms.sft import SFTConfig, bc_step, demo_pairs, epoch_batches, sft, unlikelihood_loss
+from archer_lite.algorithms import sft as sft_module
+from archer_lite.algorithms.sft import (SFTConfig, bc_step, demo_pairs, demo_records, epoch_batches, sft,
+                                     unlikelihood_loss)
 from archer_lite.data import load_demos
 from archer_lite.seeding import set_seed
 
@@ -29,6 +32,22 @@ def test_demo_pairs_carry_the_utterances_said_before():
     for k, (_, utterance, earlier) in enumerate(pairs):
         assert utterance == said[k] and earlier == tuple(said[:k])
     assert [p[:2] for p in pairs] == demo_pairs(ENV, max_demos=1)
+
+
+def test_more_demos_than_shipped_continue_the_seeded_demonstrator(monkeypatch):
+    shipped = load_demos(ENV)
+    assert demo_records(ENV, 5) == shipped[:5] and demo_records(ENV) == shipped
+    more = demo_records(ENV, len(shipped) + 40)
+    assert len(more) == len(shipped) + 40 and more[: len(shipped)] == json.loads(json.dumps(shipped))
+    assert len({r["seed"] for r in more}) == len(more)  # fresh episodes, not the shipped ones again
+    assert np.mean([r["return"] for r in more[len(shipped):]]) < -3.0  # the noisy demonstrator
+    edited = copy.deepcopy(shipped)
+    edited[3]["turns"][0][0] = "Is it a cat?"
+    monkeypatch.setattr(sft_module, "load_demos", lambda env: edited)
+    with pytest.raises(ValueError, match="python -m archer_lite.data --env twenty_questions_subset"):
+        demo_records(ENV, len(shipped) + 1)
+    with pytest.raises(ValueError, match="demos >= 0"):
+        SFTConfig(demos=-1)
 
 
 def test_unlikelihood_is_minus_log_of_one_minus_the_repeat_mass(actor):

@@ -19,6 +19,7 @@ the demonstrator saw; :func:`bc_step` is one gradient step, shared with filtered
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -28,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from archer_lite.actor import Actor
-from archer_lite.data import load_demos
+from archer_lite.data import demo_episodes, load_demos
 from archer_lite.envs import make_env
 
 
@@ -44,8 +45,9 @@ class SFTConfig:
     """Adam learning rate (cosine-decayed to 0 over the run)."""
     grad_clip: float = 1.0
     """Max grad norm of the actor."""
-    max_demos: int = 0
-    """Use only the first N demonstration episodes (0 = all)."""
+    demos: int = 0
+    """Demonstration episodes to clone: 0 = the shipped file; fewer than it holds = its first N;
+    more = the same seeded demonstrator's first N episodes (see :func:`demo_records`)."""
     unlikelihood: float = 3.0
     """Weight of L_UL (0 = plain behaviour cloning)."""
     max_earlier: int = 0
@@ -59,18 +61,37 @@ class SFTConfig:
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.unlikelihood < 0 \
-                or self.max_earlier < 0 or self.length_window < 0:
+                or self.max_earlier < 0 or self.length_window < 0 or self.demos < 0:
             raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0, unlikelihood >= 0, "
-                             "max_earlier >= 0 and length_window >= 0.")
+                             "max_earlier >= 0, length_window >= 0 and demos >= 0.")
 
 
 def demo_pairs(env_name: str, max_demos: int = 0, earlier: bool = False) -> list[tuple]:
-    """(state, utterance) pairs of the shipped demonstrations, states replayed through the env.
+    """(state, utterance) pairs of the first ``max_demos`` demonstrations (0 = the shipped file;
+    see :func:`demo_records`), states replayed through the env.
 
     With ``earlier=True`` each pair also carries the utterances said before it in its episode:
     (state, utterance, earlier_utterances).
     """
-    return replay_pairs(env_name, load_demos(env_name)[: max_demos or None], earlier)
+    return replay_pairs(env_name, demo_records(env_name, max_demos), earlier)
+
+
+def demo_records(env_name: str, n: int = 0) -> list[dict]:
+    """The first ``n`` demonstration episodes of ``env_name`` (0 = all shipped ones).
+
+    The shipped file holds the first episodes of a seeded demonstrator
+    (:func:`archer_lite.data.demo_episodes`); asking for more plays the rest of its sequence
+    here, in a few seconds, so a recipe can clone 10x the shipped demonstrations without shipping
+    them. The shipped episodes are checked against the demonstrator first."""
+    shipped = load_demos(env_name)
+    if n <= len(shipped):
+        return shipped[: n or None]
+    records = list(demo_episodes(env_name, n))
+    if json.loads(json.dumps(records[: len(shipped)])) != shipped:
+        raise ValueError(f"data/demos/{env_name}.jsonl is not the demonstrator's first {len(shipped)} "
+                         f"episodes, so it cannot be extended to {n}: rebuild it with "
+                         f"`python -m archer_lite.data --env {env_name}`.")
+    return records
 
 
 def replay_pairs(env_name: str, records: Iterable[dict], earlier: bool = False) -> list[tuple]:
