@@ -363,8 +363,8 @@ def retire_stale_cell(data: dict[str, Any], key: str, cfg, start_actor: str = ""
         moved = True
     run = Path(cfg.run_dir)
     recorded = (run / START_ACTOR_FILE).read_text().strip() if (run / START_ACTOR_FILE).exists() else None
-    if (run / "config.json").exists() and (
-            not _same_setup(json.loads((run / "config.json").read_text()), cfg.to_dict()) or other_start(recorded)):
+    if (run / "config.json").exists() and (moved or other_start(recorded)  # the run that made the cell goes too
+                                           or not _same_setup(json.loads((run / "config.json").read_text()), cfg.to_dict())):
         n = 0
         while run.with_name(f"{run.name}.superseded-{n}").exists():
             n += 1
@@ -374,6 +374,20 @@ def retire_stale_cell(data: dict[str, Any], key: str, cfg, start_actor: str = ""
         print(f"== cell {key}: its config or start actor changed since it ran; the old result is kept "
               f"under 'superseded' and the cell runs again", flush=True)
     return moved
+
+
+def retire_stale_cells(out: Path) -> list[str]:
+    """Set aside every recorded cell of ``out`` whose setup or start actor is no longer today's
+    (say, after an SFT actor was rebuilt), so the table never shows numbers of an actor that is no
+    longer shipped; returns their keys. Their runs start afresh the next time the grid runs."""
+    retired = []
+    with _locked_json(out) as data:
+        for key in list(data["cells"]):
+            env, method, seed = key.split("/")
+            cfg = cell_config(env, method, int(seed.removeprefix("seed")), BUDGETS.get(env, 1000))
+            if retire_stale_cell(data, key, cfg, start_actor_digest(cfg)):
+                retired.append(key)
+    return retired
 
 
 def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0):
@@ -560,6 +574,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget-scale", type=float, default=1.0, help="scale every trajectory budget")
     p.add_argument("--report", action="store_true",
                    help="run nothing: print the table of finished cells plus those under way in runs/bench/")
+    p.add_argument("--retire-stale", action="store_true",
+                   help="run nothing: set aside every recorded cell whose setup or start actor changed")
     args = parser.parse_args(argv)
     from archer_lite.seeding import set_threads
 
@@ -574,6 +590,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_repeat_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
     elif args.what == "strategies":
         bench_strategies(args.env, args.seed, args.episodes)
+    elif args.retire_stale:
+        out = RESULTS_DIR / "sample_efficiency.json"
+        retired = retire_stale_cells(out)
+        print(f"{len(retired)} stale cell(s) set aside under 'superseded' in {out}")
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
                                 threads=args.threads, report=args.report)

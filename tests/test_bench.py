@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
-                                retire_stale_cell, start_actor_digest, summarize)
+                                retire_stale_cell, retire_stale_cells, start_actor_digest, summarize)
 
 
 def _cell(points, wall=10.0):
@@ -84,9 +84,31 @@ def test_a_cell_started_from_another_sft_actor_is_set_aside(tmp_path, monkeypatc
     assert not retire_stale_cell(data, key, cfg, v2) and key in data["cells"]
 
 
+def test_rebuilding_an_sft_actor_sets_aside_every_cell_that_started_from_the_old_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = {}
+    for key, start in (("guess_my_city/filtered_bc/seed0", "0123456789abcdef"),  # the old actor
+                       ("twenty_questions_subset/chai/seed1", None)):             # today's
+        env, method, seed = key.split("/")
+        cfg = cell_config(env, method, int(seed[4:]), 1000)
+        cells[key] = {"finished": True, "config": cfg.to_dict(), "start_actor": start or start_actor_digest(cfg),
+                      "metrics": []}
+        Path(cfg.run_dir).mkdir(parents=True)
+        (Path(cfg.run_dir) / "config.json").write_text(json.dumps(cfg.to_dict()))  # no digest file: an old run
+    out = tmp_path / "se.json"
+    out.write_text(json.dumps({"cells": cells}))
+    assert retire_stale_cells(out) == ["guess_my_city/filtered_bc/seed0"]
+    data = json.loads(out.read_text())
+    assert list(data["cells"]) == ["twenty_questions_subset/chai/seed1"] and list(data["superseded"]) == [
+        "guess_my_city/filtered_bc/seed0"]
+    assert sorted(p.name for p in Path("runs/bench/guess_my_city/filtered_bc").iterdir()) == ["seed0.superseded-0"]
+    assert retire_stale_cells(out) == []
+
+
 def test_the_published_cells_are_current_so_resuming_the_grid_keeps_them():
     """Every finished cell in data/benchmarks/ was run with today's cell setup and shipped SFT actor:
-    a setup change must move them to 'superseded' (the bench does) rather than leave stale numbers."""
+    a setup change must move them to 'superseded' (`python -m archer_lite.bench sample-efficiency
+    --retire-stale`) rather than leave stale numbers."""
     from archer_lite.bench import RESULTS_DIR, _same_setup
 
     data = json.loads((RESULTS_DIR / "sample_efficiency.json").read_text())
