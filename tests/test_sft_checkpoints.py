@@ -39,13 +39,21 @@ def test_subset_eval_json_is_what_the_checkpoint_plays():
 
 
 @pytest.mark.slow
-def test_guess_my_city_demo_losses_are_what_the_checkpoint_scores():
-    """eval.json's L_BC on 300 shipped and 300 fresh demonstrations; the 40-epoch actor fits the
-    shipped ones far better than fresh ones from the same demonstrator (it memorised them)."""
+def test_guess_my_city_actor_generalises_and_rarely_repeats_itself():
+    """eval.json's L_BC on 300 shipped and 300 fresh demonstrations and its sampled play are what the
+    checkpoint does. Cloned from 20,000 demonstrations, the actor scores fresh ones as well as the
+    ones it saw (the 40-epoch actor on 2,000: 1.30 vs 6.40 nats) and repeats an earlier utterance in
+    under 5% of its sampled turns (that one: 7.3%)."""
     set_threads(1)
+    set_seed(0)
     path = DATA_DIR / "checkpoints" / "guess_my_city"
     report = json.loads((path / "eval.json").read_text())
-    again = demo_losses(Actor.load(path), "guess_my_city")
+    actor = Actor.load(path)
+    again = {**demo_losses(actor, "guess_my_city"), **evaluate_actor(actor, "guess_my_city", episodes=200)}
     for key in ("train_demo_loss", "heldout_demo_loss"):
         assert again[key] == pytest.approx(report[key], abs=1e-4), key
-    assert again["heldout_demo_loss"] > again["train_demo_loss"] + 3.0
+    for key in ("sampled_mean_return", "sampled_repeat_rate", "greedy_mean_return"):
+        assert again[key] == pytest.approx(report[key], abs=1e-9), key
+    assert abs(again["heldout_demo_loss"] - again["train_demo_loss"]) < 0.2
+    assert report["demos"] == 20_000 and again["sampled_repeat_rate"] < 0.05
+    assert again["sampled_success_rate"] > 0.8 and again["sampled_mean_return"] < report["expert_mean_return"] - 3.0
