@@ -33,13 +33,15 @@ SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_cit
 # plain BC in length windows (59 min) is no better sampled: -19.62, success 5%, repeats 7.7% (greedy
 # -17.56, success 31%; BC loss 2.93 on shipped demos, 3.93 on fresh ones). They need a bigger actor
 # (a GPU session).
-# GuessMyCity, plain BC with length windows (200 evaluation episodes, sampled / greedy return):
-# 4 epochs -18.27 / -19.82 (success 15%, the actor shipped until 2026-11-25), 16 epochs
+# GuessMyCity, plain BC with length windows (200 evaluation episodes, sampled / greedy return).
+# On the 2,000 shipped demonstrations: 4 epochs -18.27 / -19.82 (success 15%), 16 epochs
 # -12.95 / -6.54, 16 epochs + L_UL 1.0 (3 earlier utterances scored) -12.77 / -6.03 (repeats 6.0%
 # vs 6.1%: no help, at 3.6x the time), 40 epochs -10.98 / -2.84 (success 58% / 97%, repeats 7.3%;
-# shipped until 2026-11-25: it memorised its 2,000 demonstrations, BC loss 1.30 on them vs 6.40 on
-# fresh ones). 20,000 demonstrations (SFT_DEMOS), 4 epochs, the same number of steps: -5.96 / -2.87
-# (success 92% / 95%, repeats 3.6%, BC loss 3.57 / 3.46; demos of seed 1 in that trial): shipped.
+# shipped before the current actor: it memorised them, BC loss 1.30 on them vs 6.40 on fresh ones).
+# On 20,000 (SFT_DEMOS), 4 epochs, the same number of steps: a trial on fresh ones (demo seed 1)
+# -5.96 / -2.87 (success 92% / 95%, repeats 3.6%); the shipped 2,000 plus the next 18,000
+# (the recipe) -6.79 / -3.16 (success 87% / 94%, repeats 4.2%, BC loss 3.46 on shipped and fresh
+# demonstrations alike): shipped.
 SFT_DEMOS = {"guess_my_city": 20_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
