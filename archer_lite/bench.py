@@ -353,18 +353,19 @@ def retire_stale_cell(data: dict[str, Any], key: str, cfg, start_actor: str = ""
     ``data["superseded"][key]`` (kept, with its config) and its run dir is renamed
     ``<run_dir>.superseded-N``. Returns True when something moved."""
 
-    def other_start(recorded: str | None) -> bool:
-        return bool(start_actor and recorded and recorded != start_actor)
+    def stale(config: dict[str, Any], recorded_start: str | None) -> bool:
+        return not _same_setup(config, cfg.to_dict()) or bool(
+            start_actor and recorded_start and recorded_start != start_actor)
 
     moved = False
     cell = data["cells"].get(key)
-    if cell is not None and (not _same_setup(cell["config"], cfg.to_dict()) or other_start(cell.get("start_actor"))):
+    if cell is not None and stale(cell["config"], cell.get("start_actor")):
         data.setdefault("superseded", {}).setdefault(key, []).append(data["cells"].pop(key))
         moved = True
     run = Path(cfg.run_dir)
     recorded = (run / START_ACTOR_FILE).read_text().strip() if (run / START_ACTOR_FILE).exists() else None
-    if (run / "config.json").exists() and (moved or other_start(recorded)  # the run that made the cell goes too
-                                           or not _same_setup(json.loads((run / "config.json").read_text()), cfg.to_dict())):
+    # the run that made a retired cell goes with it
+    if (run / "config.json").exists() and (moved or stale(json.loads((run / "config.json").read_text()), recorded)):
         n = 0
         while run.with_name(f"{run.name}.superseded-{n}").exists():
             n += 1

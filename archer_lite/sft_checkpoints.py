@@ -118,8 +118,8 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     losses = sft(model, pairs, cfg, seed=seed)
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
-    report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs), "epochs": cfg.epochs, "lr": cfg.lr,
-              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
+    report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs),
+              "epochs": cfg.epochs, "lr": cfg.lr, "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
               "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
               "final_loss": float(np.mean(losses[-20:])),
               "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0,

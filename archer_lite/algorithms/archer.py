@@ -64,9 +64,9 @@ class ArcherConfig:
     Measured with the cpu_course schedule (10 critic steps per iteration, 3 warm-up iterations),
     seed 0, from the GuessMyCity SFT actor shipped before the current one: mean Q went -0.9 -> -6.5
     over the first 350 trajectories while the actor already moved (advantage batch mean
-    -0.9..+0.15, spread within a batch ~0.3); with 300
-    warm-up steps Q was at its level (-8.9) at the first actor step and the spread ~0.9, and sampled
-    return was -9.78 at 240 trajectories instead of -13.23 (SFT start -10.98). It delays the
+    -0.9..+0.15, spread within a batch ~0.3); with 300 warm-up steps Q was at its level (-8.9) at
+    the first actor step and the spread ~0.9, and sampled return was -9.78 at 240 trajectories
+    instead of -13.23 (SFT start -10.98). It delays the
     collapse, not stops it: training returns fell to -13 by 448 trajectories, and on the 20Q subset
     sampled return fell to -17.03 by 480 (no warm-up: -9.81 at 672, -11.63 at 1,008)."""
     grad_clip: float = 1.0
