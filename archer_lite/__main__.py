@@ -60,12 +60,12 @@ def cmd_sft(args) -> None:
     if unknown or not all(isinstance(v, dict) for v in overrides.values()):
         raise ValueError("sft --set takes actor.<field>=value or sft.<field>=value "
                          "(e.g. --set actor.n_layer=4 --set sft.unlikelihood=1.0).")
-    if args.out and len(args.env) > 1:
-        raise ValueError("--out names one checkpoint directory: give one --env with it.")
+    if (args.out or args.init) and len(args.env) > 1:
+        raise ValueError("--out and --init name one checkpoint directory: give one --env with them.")
     for env in args.env:
         build_sft_checkpoint(env, epochs=args.epochs, eval_episodes=args.eval_episodes, seed=args.seed,
                              threads=args.threads, out=args.out, actor=overrides.get("actor"),
-                             sft_overrides=overrides.get("sft"))
+                             sft_overrides=overrides.get("sft"), init=args.init)
 
 
 def cmd_eval(args) -> None:
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", help="checkpoint dir (default: the shipped data/checkpoints/<env>/)")
+    p.add_argument("--init", help="start from this saved actor and run only the DAgger rounds "
+                                  "(--set sft.dagger_rounds=N), no behaviour cloning")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an ActorConfig or SFTConfig field: actor.n_layer=4, sft.lr=5e-4")
     p.set_defaults(func=cmd_sft)

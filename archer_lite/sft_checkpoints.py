@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from archer_lite.actor import Actor, ActorConfig
-from archer_lite.algorithms.sft import SFTConfig, demo_pairs, replay_pairs, sft
+from archer_lite.algorithms.sft import SFTConfig, dagger, demo_pairs, replay_pairs, sft
 from archer_lite.data import demo_episodes, load_demos, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
@@ -98,12 +98,14 @@ def evaluate_actor(actor: Actor, env: str, episodes: int = 200, seed: int = EVAL
 
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
                          threads: int = 1, out: str | Path | None = None,
-                         actor: dict | None = None, sft_overrides: dict | None = None) -> dict:
+                         actor: dict | None = None, sft_overrides: dict | None = None,
+                         init: str | Path | None = None) -> dict:
     """Train, save and evaluate the SFT actor of ``env`` (seeded, ``threads`` torch threads).
 
     ``out`` defaults to the shipped ``data/checkpoints/<env>/``; ``actor`` overrides ActorConfig
     fields (``{"n_layer": 4}``) and ``sft_overrides`` SFTConfig fields (``{"unlikelihood": 1.0}``),
-    so a recipe can be tried without touching the shipped actor."""
+    so a recipe can be tried without touching the shipped actor. ``init`` starts from a saved actor
+    instead and skips behaviour cloning: only the DAgger rounds (``sft.dagger_rounds``) train it."""
     set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
@@ -113,15 +115,22 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
                                        "unlikelihood": SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
                                        "length_window": SFT_LENGTH_WINDOW.get(env, 0),
                                        "demos": SFT_DEMOS.get(env, 0), **(sft_overrides or {})})
-    model = Actor.from_config(actor_cfg, env=env)
+    if init and (actor or not cfg.dagger_rounds):
+        raise ValueError("--init starts from a saved actor and runs only DAgger: give it "
+                         "--set sft.dagger_rounds=N (N >= 1) and no actor.* overrides.")
+    model = Actor.load(init) if init else Actor.from_config(actor_cfg, env=env)
+    actor_cfg = model.config
     pairs = demo_pairs(env, cfg.demos, earlier=True)
-    losses = sft(model, pairs, cfg, seed=seed)
+    losses = [] if init else sft(model, pairs, cfg, seed=seed)
+    dagger_log = dagger(model, env, pairs, cfg, seed=seed) if cfg.dagger_rounds else []
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
     report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs),
               "epochs": cfg.epochs, "lr": cfg.lr, "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
               "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
-              "final_loss": float(np.mean(losses[-20:])),
+              "final_loss": float(np.mean(losses[-20:])) if losses else None,
+              "init": str(init) if init else None, "dagger_rounds": cfg.dagger_rounds,
+              "dagger_episodes": cfg.dagger_episodes, "dagger": dagger_log,
               "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0,
               "eval_episodes": eval_episodes}
     report.update(demo_losses(model, env))

@@ -33,6 +33,21 @@ def test_sft_cli_builds_a_recipe_elsewhere_and_leaves_the_shipped_actor(tmp_path
     assert (sft_checkpoint_dir("corridor") / "model.safetensors").read_bytes() == shipped
 
 
+def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
+    from archer_lite.paths import sft_checkpoint_dir
+
+    shipped = sft_checkpoint_dir("corridor")
+    weights = (shipped / "model.safetensors").read_bytes()
+    out = tmp_path / "corridor_dagger"
+    main(["sft", "--env", "corridor", "--init", str(shipped), "--out", str(out), "--eval-episodes", "4",
+          "--set", "sft.dagger_rounds=1", "--set", "sft.dagger_episodes=3"])
+    report = json.loads((out / "eval.json").read_text())
+    assert report["init"] == str(shipped) and report["final_loss"] is None  # no behaviour cloning
+    assert [r["round"] for r in report["dagger"]] == [0] and report["dagger"][0]["labelled_states"] >= 3
+    assert (out / "model.safetensors").read_bytes() != weights  # DAgger trained it
+    assert (shipped / "model.safetensors").read_bytes() == weights
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--env", "corridor", "--set", "archer.gama=1"], "Unknown ArcherConfig field(s): gama"),
     (["train", "--env", "corridor", "--set", "archer.tau=0"], "tau must be in"),
@@ -42,6 +57,7 @@ def test_sft_cli_builds_a_recipe_elsewhere_and_leaves_the_shipped_actor(tmp_path
     (["sft", "--env", "corridor", "--set", "sft.window=4"], "Unknown SFTConfig field(s): window"),
     (["sft", "--env", "corridor", "--set", "epochs=4"], "sft --set takes actor.<field>=value"),
     (["sft", "--env", "corridor", "detective", "--out", "/tmp/x"], "give one --env"),
+    (["sft", "--env", "corridor", "--init", "data/checkpoints/corridor"], "sft.dagger_rounds=N"),
 ])
 def test_bad_input_exits_with_one_clear_message(args, message, capsys):
     with pytest.raises(SystemExit):

@@ -10,8 +10,10 @@ from archer_lite.actor import Actor, ActorConfig
 import numpy as np
 
 from archer_lite.algorithms import sft as sft_module
-from archer_lite.algorithms.sft import (SFTConfig, bc_step, demo_pairs, demo_records, epoch_batches, sft,
-                                     unlikelihood_loss)
+from archer_lite.algorithms.sft import (SFTConfig, bc_step, dagger, dagger_pairs, demo_pairs, demo_records,
+                                     epoch_batches, sft, unlikelihood_loss)
+from archer_lite.envs import make_env
+from archer_lite.envs.base import normalize_utterance
 from archer_lite.data import load_demos
 from archer_lite.seeding import set_seed
 
@@ -130,7 +132,44 @@ def test_sft_counts_its_steps_with_length_windows(actor):
 
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"lr": 0.0}, {"unlikelihood": -1.0}, {"batch_size": 0},
-                                 {"max_earlier": -1}, {"length_window": -1}])
+                                 {"max_earlier": -1}, {"length_window": -1}, {"dagger_rounds": -1},
+                                 {"dagger_episodes": 0}, {"dagger_epochs": 0}, {"dagger_lr": 0.0}])
 def test_bad_sft_config_is_rejected(bad):
     with pytest.raises(ValueError, match="SFTConfig"):
         SFTConfig(**bad)
+
+
+def test_dagger_labels_the_states_the_actor_visited_with_the_demonstrators_move(actor):
+    set_seed(5)
+    pairs, played = dagger_pairs(actor, ENV, 6, seed=123, rng=np.random.default_rng(0))
+    assert len(pairs) == sum(len(t) for t in played)
+    env, k = make_env(ENV), 0
+    for i, trajectory in enumerate(played):
+        obs, _ = env.reset(seed=123 + i)
+        for j, step in enumerate(trajectory.transitions):
+            state, label, earlier = pairs[k]
+            # the state is the actor's own (replayed), the history its own utterances
+            assert state == obs == step.state and earlier == tuple(t.action for t in trajectory.transitions[:j])
+            # the demonstrator never asks an attribute it has seen answered (in any phrasing)
+            parsed = env._parser.get(normalize_utterance(label))
+            assert parsed is not None  # every label is a question the oracle understands
+            if parsed[0] == "attribute":
+                assert parsed[1] not in env.consistent_candidates()[1]
+            obs, *_ = env.step(step.action)
+            k += 1
+    # an untrained actor babbles: its states are not the demonstrator's, yet every one is labelled
+    assert sum(t.invalid for t in played) > 0
+    set_seed(5)
+    again, _ = dagger_pairs(actor, ENV, 6, seed=123, rng=np.random.default_rng(0))
+    assert again == pairs  # seeded: the actor samples on the global torch RNG (set_seed)
+
+
+def test_dagger_rounds_aggregate_the_labelled_states_and_train_on_them(actor):
+    pairs = demo_pairs(ENV, max_demos=3, earlier=True)
+    start = {k: v.clone() for k, v in actor.model.state_dict().items()}
+    log = dagger(actor, ENV, pairs, SFTConfig(batch_size=16, dagger_rounds=2, dagger_episodes=4,
+                                             unlikelihood=0.0), progress=False)
+    assert [r["round"] for r in log] == [0, 1]
+    assert 4 <= log[0]["labelled_states"] < log[1]["labelled_states"] <= 2 * 4 * 20  # <= 20 turns each
+    assert all(0.0 <= r["played_repeat_rate"] <= 1.0 for r in log)
+    assert any(not torch.equal(v, start[k]) for k, v in actor.model.state_dict().items())

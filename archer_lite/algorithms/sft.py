@@ -14,13 +14,18 @@ sampled turns. L_UL states "do not repeat" directly, is computed from the demons
 its gradient weights each earlier utterance by its probability, so it pushes down the repeats the
 actor actually makes.
 
+Behaviour cloning only ever sees the demonstrator's states; the actor, once it errs, plays on in
+states no demonstration covers (exposure bias). :func:`dagger` (Ross et al., 2011) lets the cloned
+actor play, asks the same noisy demonstrator what it would say in every state the actor visited,
+and trains on the demonstrations plus all the labelled states so far, round after round.
+
 :func:`demo_pairs` replays shipped demonstrations through the env to recover the exact states
 the demonstrator saw; :func:`bc_step` is one gradient step, shared with filtered BC.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -29,8 +34,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from archer_lite.actor import Actor
-from archer_lite.data import demo_episodes, load_demos
+from archer_lite.data import NOISE_LEVELS, demo_episodes, load_demos
 from archer_lite.envs import make_env
+from archer_lite.rollout import collect
 
 
 @dataclass
@@ -58,12 +64,23 @@ class SFTConfig:
     batches, each window is sorted by state length before it is split into batches, and the
     batches are shuffled again. Batches are left-padded to their longest state, so on envs whose
     states grow over a long episode this does the same epoch in a fraction of the time."""
+    dagger_rounds: int = 0
+    """After behaviour cloning, rounds of DAgger (see :func:`dagger`; 0 = none)."""
+    dagger_episodes: int = 500
+    """Episodes the actor plays per DAgger round; the demonstrator labels every state of them."""
+    dagger_epochs: int = 1
+    """Passes over demonstrations + labelled states per DAgger round."""
+    dagger_lr: float = 3e-4
+    """Adam learning rate of each DAgger round (cosine-decayed to 0 within the round)."""
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.unlikelihood < 0 \
-                or self.max_earlier < 0 or self.length_window < 0 or self.demos < 0:
+                or self.max_earlier < 0 or self.length_window < 0 or self.demos < 0 \
+                or self.dagger_rounds < 0 or self.dagger_episodes < 1 or self.dagger_epochs < 1 \
+                or self.dagger_lr <= 0:
             raise ValueError("SFTConfig needs epochs >= 1, batch_size >= 1, lr > 0, unlikelihood >= 0, "
-                             "max_earlier >= 0, length_window >= 0 and demos >= 0.")
+                             "max_earlier >= 0, length_window >= 0, demos >= 0, dagger_rounds >= 0, "
+                             "dagger_episodes >= 1, dagger_epochs >= 1 and dagger_lr > 0.")
 
 
 def demo_pairs(env_name: str, max_demos: int = 0, earlier: bool = False) -> list[tuple]:
@@ -185,3 +202,50 @@ def sft(actor: Actor, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     return losses
+
+
+DAGGER_SEED = 30_000_000
+"""DAgger round k plays episodes seeded DAGGER_SEED + 100,000 k + i (never a demo, training or
+evaluation seed)."""
+
+
+def dagger_pairs(actor: Actor, env_name: str, episodes: int, seed: int,
+                 rng: np.random.Generator) -> tuple[list[tuple], list]:
+    """Let ``actor`` play ``episodes`` sampled episodes (env i seeded ``seed + i``) and label every
+    state it visited with the noisy demonstrator's utterance there (its noise cycling through
+    NOISE_LEVELS as in the shipped demonstrations, drawn from ``rng``).
+
+    Returns ``(pairs, trajectories)``: pairs are (state, label, utterances the *actor* said before),
+    the same shape as ``demo_pairs(..., earlier=True)``, so the unlikelihood term scores the
+    repeats the actor would make in its own states."""
+    trajectories = collect(lambda s: actor.sample(s), env_name, episodes, seed=seed)
+    env, pairs = make_env(env_name), []
+    for i, trajectory in enumerate(trajectories):
+        env.reset(seed=seed + i)  # replay the actor's episode; the demonstrator reads env.turns
+        noise, said = NOISE_LEVELS[i % len(NOISE_LEVELS)], []
+        for step in trajectory.transitions:
+            pairs.append((step.state, env.noisy_action(rng, noise=noise), tuple(said)))
+            said.append(step.action)
+            env.step(step.action)
+    return pairs, trajectories
+
+
+def dagger(actor: Actor, env_name: str, pairs: Sequence[tuple], cfg: SFTConfig, seed: int = 0,
+           progress: bool = True) -> list[dict]:
+    """DAgger after behaviour cloning: ``cfg.dagger_rounds`` times, the actor plays
+    ``cfg.dagger_episodes`` episodes, the noisy demonstrator labels its states
+    (:func:`dagger_pairs`), and the actor trains ``cfg.dagger_epochs`` passes over the
+    demonstration ``pairs`` plus every state labelled so far, at ``cfg.dagger_lr``.
+
+    Returns one record per round: the labelled states so far and the repeat rate of the actor's
+    episodes that round (before it trained on them)."""
+    rng, labelled, log = np.random.default_rng(seed), [], []
+    round_cfg = replace(cfg, epochs=cfg.dagger_epochs, lr=cfg.dagger_lr)
+    for k in range(cfg.dagger_rounds):
+        new, played = dagger_pairs(actor, env_name, cfg.dagger_episodes, DAGGER_SEED + 100_000 * k, rng)
+        labelled += new
+        turns = sum(len(t) for t in played)
+        sft(actor, [*pairs, *labelled], round_cfg, seed=seed + 1 + k, progress=progress)
+        log.append({"round": k, "labelled_states": len(labelled),
+                    "played_repeat_rate": sum(t.repeats for t in played) / turns})
+    return log
