@@ -63,6 +63,26 @@ def test_unlikelihood_is_minus_log_of_one_minus_the_repeat_mass(actor):
     assert unlikelihood_loss(actor, states, [(), ()]).item() == 0.0
 
 
+def test_unlikelihood_leaves_out_an_earlier_utterance_the_tokenizer_cannot_spell(actor):
+    """The actor's babble can decode to a word outside the vocabulary ("windvehicle": two tokens
+    with no space): its log-prob under the tokenizer's spelling is -inf, so pi = 0 and it adds no
+    repeat mass. It used to turn the whole gradient into NaN."""
+    state = "Questions about an object.\nwindvehicle\nInvalid question.\nIs it a pen?\nNo.\n"
+    assert actor.utterance_logprob([state], ["windvehicle"]).item() == -math.inf
+    only_unk = unlikelihood_loss(actor, [state], [("windvehicle",)])
+    only_unk.backward()
+    assert only_unk.item() == 0.0
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in actor.model.parameters())
+    actor.model.zero_grad()
+    with torch.no_grad():
+        alone = unlikelihood_loss(actor, [state], [("Is it a pen?",)]).item()
+    mixed = unlikelihood_loss(actor, [state], [("windvehicle", "Is it a pen?")])
+    assert mixed.item() == pytest.approx(alone, rel=1e-6)
+    mixed.backward()
+    grads = [p.grad for p in actor.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_unlikelihood_steps_push_down_a_likely_repeat(actor):
     state, repeat, other = "Questions about an object.\nIs it a pen?\nNo.\n", "Is it a pen?", "Is it alive?"
     opt = torch.optim.Adam(actor.model.parameters(), lr=1e-2)

@@ -127,12 +127,21 @@ def replay_pairs(env_name: str, records: Iterable[dict], earlier: bool = False) 
 
 def unlikelihood_loss(actor: Actor, states: Sequence[str],
                       earlier: Sequence[Sequence[str]]) -> torch.Tensor:
-    """L_UL = - mean_s log(1 - sum_{a' in earlier(s)} pi(a'|s)); states without history count 0."""
+    """L_UL = - mean_s log(1 - sum_{a' in earlier(s)} pi(a'|s)); states without history count 0.
+
+    An earlier utterance the tokenizer cannot spell without [UNK] (the actor's own babble, e.g.
+    two words it emitted with no space between them, which decode to one unknown word) has
+    pi = 0 under that spelling: it adds nothing to the repeat mass and is left out (its log-prob
+    is -inf, which would otherwise turn the gradient into NaN)."""
     flat = [(i, a) for i, said in enumerate(earlier) for a in said]
     if not flat:
         return torch.zeros((), device=actor.device)
     logp = actor.utterance_logprob([states[i] for i, _ in flat], [a for _, a in flat])
-    owner = torch.tensor([i for i, _ in flat], device=logp.device)
+    spelled = torch.isfinite(logp.detach())
+    if not spelled.any():
+        return logp[:0].sum()  # 0, attached to the graph
+    logp = logp[spelled]
+    owner = torch.tensor([i for i, _ in flat], device=logp.device)[spelled]
     # log of the repeat mass per state: logsumexp of its earlier utterances' log-probs
     peak = torch.full((len(states),), -torch.inf, device=logp.device).scatter_reduce(
         0, owner, logp.detach(), reduce="amax")
