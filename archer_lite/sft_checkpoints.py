@@ -42,6 +42,12 @@ SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_cit
 # -5.96 / -2.87 (success 92% / 95%, repeats 3.6%); the shipped 2,000 plus the next 18,000
 # (the recipe) -6.79 / -3.16 (success 87% / 94%, repeats 4.2%, BC loss 3.46 on shipped and fresh
 # demonstrations alike): shipped.
+# 20Q subset, DAgger from the shipped actor (sampled -14.05, repeats 9.3%, invalid 17.7%; 500 episodes
+# a round, 1 epoch over demos + labelled states at lr 3e-4): the actor plays better in its own states
+# but repeats as often. Plain BC rounds (unlikelihood 0, a first version of the loop, other seeds):
+# -12.27 / -12.77 / -12.46 after rounds 1-3, repeats 10.2% / 11.4% / 10.7%, invalid 11.5% -> 7.2%.
+# With L_UL 3.0 on the actor's own states (`sft --init data/checkpoints/twenty_questions_subset
+# --set sft.dagger_rounds=2`, 51 min): -13.60, repeats 7.8%, invalid 15.6%, greedy -8.92. Not shipped.
 SFT_DEMOS = {"guess_my_city": 20_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
@@ -126,7 +132,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
     report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs),
-              "epochs": cfg.epochs, "lr": cfg.lr, "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
+              "epochs": 0 if init else cfg.epochs, "lr": None if init else cfg.lr,  # BC's (none from init) "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
               "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
               "final_loss": float(np.mean(losses[-20:])) if losses else None,
               "init": str(init) if init else None, "dagger_rounds": cfg.dagger_rounds,
