@@ -132,7 +132,8 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     out = Path(out) if out else sft_checkpoint_dir(env)
     model.save(out)
     report = {"env": env, "demos": cfg.demos or len(load_demos(env)), "pairs": len(pairs),
-              "epochs": 0 if init else cfg.epochs, "lr": None if init else cfg.lr,  # BC's (none from init) "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
+              "epochs": 0 if init else cfg.epochs, "lr": None if init else cfg.lr,  # BC's (none from init)
+              "unlikelihood": cfg.unlikelihood, "max_earlier": cfg.max_earlier, "length_window": cfg.length_window,
               "actor": {k: getattr(actor_cfg, k) for k in ("n_layer", "n_embd", "n_head")},
               "final_loss": float(np.mean(losses[-20:])) if losses else None,
               "init": str(init) if init else None, "dagger_rounds": cfg.dagger_rounds,

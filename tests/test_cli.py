@@ -43,6 +43,7 @@ def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
           "--set", "sft.dagger_rounds=1", "--set", "sft.dagger_episodes=3"])
     report = json.loads((out / "eval.json").read_text())
     assert report["init"] == str(shipped) and report["final_loss"] is None  # no behaviour cloning
+    assert report["epochs"] == 0 and report["unlikelihood"] == 0.0  # corridor's recipe: no L_UL
     assert [r["round"] for r in report["dagger"]] == [0] and report["dagger"][0]["labelled_states"] >= 3
     assert (out / "model.safetensors").read_bytes() != weights  # DAgger trained it
     assert (shipped / "model.safetensors").read_bytes() == weights
