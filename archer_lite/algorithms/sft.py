@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from archer_lite.actor import Actor
 from archer_lite.data import NOISE_LEVELS, demo_episodes, load_demos
 from archer_lite.envs import make_env
+from archer_lite.envs.base import TextEnv
 from archer_lite.rollout import collect
 
 
@@ -111,17 +112,23 @@ def demo_records(env_name: str, n: int = 0) -> list[dict]:
     return records
 
 
-def replay_pairs(env_name: str, records: Iterable[dict], earlier: bool = False) -> list[tuple]:
+def replay_pairs(env_name: str, records: Iterable[dict], earlier: bool = False,
+                 relabel: Callable[[TextEnv, int], str] | None = None) -> list[tuple]:
     """(state, utterance[, earlier_utterances]) pairs of demonstration records (see
-    :func:`demo_pairs`), each record replayed from its seed to recover the states it saw."""
+    :func:`demo_pairs`), each record replayed from its seed to recover the states it saw.
+
+    With ``relabel(env, k)`` (k = the record's index) a pair's utterance is what ``relabel`` says
+    in that state instead of what the record said there (DAgger's labels); the replay still
+    follows the record."""
     env, pairs = make_env(env_name), []
-    for record in records:
+    for k, record in enumerate(records):
         obs, _ = env.reset(seed=record["seed"])
         said: list[str] = []
-        for utterance, _ in record["turns"]:
+        for said_here, _ in record["turns"]:
+            utterance = relabel(env, k) if relabel else said_here
             pairs.append((obs, utterance, tuple(said)) if earlier else (obs, utterance))
-            said.append(utterance)
-            obs, *_ = env.step(utterance)
+            said.append(said_here)
+            obs, *_ = env.step(said_here)
     return pairs
 
 
@@ -228,14 +235,11 @@ def dagger_pairs(actor: Actor, env_name: str, episodes: int, seed: int,
     the same shape as ``demo_pairs(..., earlier=True)``, so the unlikelihood term scores the
     repeats the actor would make in its own states."""
     trajectories = collect(lambda s: actor.sample(s), env_name, episodes, seed=seed)
-    env, pairs = make_env(env_name), []
-    for i, trajectory in enumerate(trajectories):
-        env.reset(seed=seed + i)  # replay the actor's episode; the demonstrator reads env.turns
-        noise, said = NOISE_LEVELS[i % len(NOISE_LEVELS)], []
-        for step in trajectory.transitions:
-            pairs.append((step.state, env.noisy_action(rng, noise=noise), tuple(said)))
-            said.append(step.action)
-            env.step(step.action)
+    records = [{"seed": seed + i, "turns": [(step.action, None) for step in t.transitions]}
+               for i, t in enumerate(trajectories)]
+    # the demonstrator reads env.turns: the actor's episode so far
+    pairs = replay_pairs(env_name, records, earlier=True, relabel=lambda env, i: env.noisy_action(
+        rng, noise=NOISE_LEVELS[i % len(NOISE_LEVELS)]))
     return pairs, trajectories
 
 
