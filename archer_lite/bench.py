@@ -173,18 +173,10 @@ def mc_repeat_gap(trajectories, gamma: float, min_count: int = 5) -> tuple[float
     return (float(np.average(gaps, weights=weights)), int(sum(weights))) if gaps else (float("nan"), 0)
 
 
-def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, trajectories: int = 320,
-                     held_out: int = 128, out: Path | None = None, overrides: dict | None = None,
-                     mc_trajectories: int = 1000) -> dict[str, float]:
-    """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
-    held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
-    utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn naively costs
-    -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has
-    gap < 0 in most states; what a repeat really costs the SFT policy is measured beside it.
-    ``overrides`` change the cpu_course config (``{"critic": {"action_in_context": True}}``).
-    Beside it, the gap the critic should see: :func:`mc_repeat_gap` on ``mc_trajectories`` more
-    SFT rollouts.
-    """
+def sft_critic(env: str, steps: int, trajectories: int, overrides: dict | None = None):
+    """A fresh critic (cpu_course settings + ``overrides``) trained ``steps`` critic steps on
+    ``trajectories`` SFT rollouts (seed 0), as the probes below use it. Returns
+    ``(cfg, actor, critic, train_seconds)``."""
     import torch
 
     from archer_lite.actor import Actor
@@ -207,6 +199,37 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
     t0 = time.perf_counter()
     for _ in range(steps):
         critic_step(critic, target, actor, buffer.sample(cfg.archer.batch_size), opt, cfg.archer)
+    return cfg, actor, critic, time.perf_counter() - t0
+
+
+def min_q_gap(critic, states: list[str], actions: list[str], reference: list[str]) -> np.ndarray:
+    """min_i Q_i(s, action) - min_i Q_i(s, reference) per state   (N,)."""
+    return (critic.min_q(states, actions) - critic.min_q(states, reference)).numpy()
+
+
+def _gap_stats(gap: np.ndarray) -> dict[str, float]:
+    return {"states": int(len(gap)), "mean_gap": float(gap.mean()) if len(gap) else float("nan"),
+            "median_gap": float(np.median(gap)) if len(gap) else float("nan"),
+            "fraction_below": float(np.mean(gap < 0)) if len(gap) else float("nan")}
+
+
+def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, trajectories: int = 320,
+                     held_out: int = 128, out: Path | None = None, overrides: dict | None = None,
+                     mc_trajectories: int = 1000) -> dict[str, float]:
+    """Train a fresh critic (cpu_course settings) on the SFT actor's rollouts, then ask it, on
+    held-out SFT states, how much worse re-asking an earlier question is than the SFT actor's new
+    utterance: gap = min Q(s, earlier) - min Q(s, new). A wasted turn naively costs
+    -1 - (1 - gamma) V(s) (about -0.5 on the 20Q subset, V ~ -9), so a critic that sees repeats has
+    gap < 0 in most states; what a repeat really costs the SFT policy is measured beside it.
+    ``overrides`` change the cpu_course config (``{"critic": {"action_in_context": True}}``).
+    Beside it, the gap the critic should see: :func:`mc_repeat_gap` on ``mc_trajectories`` more
+    SFT rollouts.
+    """
+    import torch
+
+    from archer_lite.rollout import collect
+
+    cfg, actor, critic, seconds = sft_critic(env, steps, trajectories, overrides)
     states, earlier, new = [], [], []
     for traj in collect(actor.sample, env, held_out, seed=5_000_000):
         said: list[str] = []
@@ -217,19 +240,105 @@ def bench_repeat_gap(env: str = "twenty_questions_subset", steps: int = 400, tra
                 earlier.append(asked[len(asked) // 2])
                 new.append(tr.action)
             said.append(tr.action)
+    gap = min_q_gap(critic, states, earlier, new)
     with torch.no_grad():
-        q1r, q2r, v1, v2 = critic.q_v(states, earlier)
-        q1n, q2n, _, _ = critic.q_v(states, new)
-    gap = (torch.minimum(q1r, q2r) - torch.minimum(q1n, q2n)).numpy()
+        v1, v2 = critic.values(states)
+    stats = _gap_stats(gap)
     res = {"env": env, "overrides": json.dumps(overrides or {}), "critic_steps": steps,
-           "train_trajectories": trajectories, "states": len(states),
-           "mean_gap": float(gap.mean()), "median_gap": float(np.median(gap)),
-           "fraction_repeat_below_new": float(np.mean(gap < 0)),
-           "mean_v": float(torch.minimum(v1, v2).mean()), "train_seconds": time.perf_counter() - t0}
+           "train_trajectories": trajectories, "states": stats["states"],
+           "mean_gap": stats["mean_gap"], "median_gap": stats["median_gap"],
+           "fraction_repeat_below_new": stats["fraction_below"],
+           "mean_v": float(torch.minimum(v1, v2).mean()), "train_seconds": seconds}
     res["mc_gap_same_turn"], res["mc_repeats"] = mc_repeat_gap(
         collect(actor.sample, env, mc_trajectories, seed=9_000_000), cfg.archer.gamma)
     print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
     _write_json(out or RESULTS_DIR / f"repeat_gap_{env}.json", res)
+    return res
+
+
+# ----- does the critic see malformed text? --------------------------------------------------------
+CORRUPTIONS = ("word_loop", "doubled_prefix", "truncated", "shuffled")
+"""How :func:`corrupt` breaks an utterance; the first two are what collapsing actors produced
+("Is it for for for for", "Is itIs it a dog?")."""
+
+
+def corrupt(utterance: str, kind: str, rng: np.random.Generator) -> str:
+    """``utterance`` broken one way (:data:`CORRUPTIONS`):
+    word_loop: the first k words, then word k repeated 3-8 times; doubled_prefix: the first k
+    characters glued before the whole; truncated: the first half of the words; shuffled: the
+    words in a random order."""
+    words = utterance.split()
+    if kind == "word_loop":
+        k = int(rng.integers(1, max(2, len(words))))
+        return " ".join(words[:k] + [words[k - 1]] * int(rng.integers(3, 9)))
+    if kind == "doubled_prefix":
+        return utterance[: int(rng.integers(2, max(3, len(utterance) // 2 + 1)))] + utterance
+    if kind == "truncated":
+        return " ".join(words[: max(1, len(words) // 2)])
+    if kind == "shuffled":
+        return " ".join(rng.permutation(words).tolist())
+    raise ValueError(f"Unknown corruption {kind!r}; choose one of {', '.join(CORRUPTIONS)}.")
+
+
+def invalid_checker(env: str):
+    """A function telling whether ``env`` answers an utterance with its invalid response, asked as
+    the first turn of a fresh episode (the question games parse an utterance the same way in
+    every state)."""
+    from functools import lru_cache
+
+    from archer_lite.envs import make_env
+
+    game = make_env(env)
+
+    @lru_cache(maxsize=None)
+    def is_invalid(utterance: str) -> bool:
+        game.reset(seed=0)
+        return bool(game.step(utterance)[4]["invalid"])
+
+    return is_invalid
+
+
+def bench_invalid_gap(env: str = "guess_my_city", steps: int = 400, trajectories: int = 320,
+                      held_out: int = 128, out: Path | None = None, overrides: dict | None = None,
+                      seed: int = 0) -> dict[str, Any]:
+    """Train a fresh critic as :func:`bench_repeat_gap` does, then compare, in held-out SFT
+    states, the SFT actor's valid utterance a with a malformed copy of it (:func:`corrupt`, kept
+    only if the env calls it invalid): gap = min Q(s, malformed) - min Q(s, a). An invalid
+    utterance wastes the turn like a repeat (-1, no information), so a critic that knows it has
+    gap < 0 in most states; a critic extrapolating to text it never saw may rate it higher, and a
+    fully fine-tuned actor following that critic then drifts into it."""
+    from archer_lite.rollout import collect
+
+    cfg, actor, critic, seconds = sft_critic(env, steps, trajectories, overrides)
+    rng = np.random.default_rng(seed)
+    is_invalid = invalid_checker(env)
+    states: dict[str, list[str]] = {k: [] for k in CORRUPTIONS}
+    broken: dict[str, list[str]] = {k: [] for k in CORRUPTIONS}
+    valid: dict[str, list[str]] = {k: [] for k in CORRUPTIONS}
+    for traj in collect(actor.sample, env, held_out, seed=5_000_000):
+        for tr in traj.transitions:
+            if is_invalid(tr.action):
+                continue
+            for kind in CORRUPTIONS:
+                bad = corrupt(tr.action, kind, rng)
+                if is_invalid(bad):
+                    states[kind].append(tr.state)
+                    broken[kind].append(bad)
+                    valid[kind].append(tr.action)
+    res: dict[str, Any] = {"env": env, "overrides": json.dumps(overrides or {}), "critic_steps": steps,
+                           "train_trajectories": trajectories, "train_seconds": seconds}
+    rows, gaps = [], []
+    for kind in CORRUPTIONS:
+        gap = min_q_gap(critic, states[kind], broken[kind], valid[kind])
+        gaps.append(gap)
+        res[kind] = {**_gap_stats(gap), "examples": broken[kind][:3]}
+        rows.append([kind, res[kind]["states"], res[kind]["mean_gap"], res[kind]["median_gap"],
+                     res[kind]["fraction_below"]])
+    res["all"] = _gap_stats(np.concatenate(gaps))
+    rows.append(["all", res["all"]["states"], res["all"]["mean_gap"], res["all"]["median_gap"],
+                 res["all"]["fraction_below"]])
+    print(_table(rows, ["corruption", "states", "mean gap", "median gap", "share malformed < valid"]))
+    _write_json(out or RESULTS_DIR / f"invalid_gap_{env}.json", res)
     return res
 
 
@@ -291,6 +400,11 @@ LORA_METHODS = ("archer_lora", "filtered_bc_lora")
 """Variants: the same algorithm fine-tuning the SFT actor through LoRA adapters (rank 8 on the
 attention projections, ``actor.lora``) instead of all its weights. Fully fine-tuned, the 0.56M
 actor loses track of what it already said (README); run them with ``--methods archer_lora ...``."""
+CONSERVATIVE_METHODS = ("archer_conservative",)
+"""Variant: ArCHer whose critic also pushes Q down at the actor's fresh utterances
+(``archer.conservative_coef`` = CONSERVATIVE_COEF, the CQL-style term in algorithms/archer.py)."""
+CONSERVATIVE_COEF = 1.0
+VARIANT_METHODS = LORA_METHODS + CONSERVATIVE_METHODS
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
@@ -298,7 +412,7 @@ PPO_KL_COEF = 0.05
 """The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
 collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
 trajectories; data/benchmarks/ppo_plain_twenty_questions_subset_partial.json)."""
-ROWS = [m + tag for m in METHODS + LORA_METHODS for tag in ("", " (partial)")]
+ROWS = [m + tag for m in METHODS + VARIANT_METHODS for tag in ("", " (partial)")]
 """Summary rows: each method's finished cells, then its cells still under way (--report)."""
 
 
@@ -396,7 +510,7 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
     ``threads`` torch threads, 0 = the preset's)."""
     from archer_lite.train import preset
 
-    algo = method.removesuffix("_lora")
+    algo = method.removesuffix("_lora").removesuffix("_conservative")
     per_iter = 64 if algo == "ppo" else 16
     total = budget * (PPO_BUDGET_FACTOR if algo == "ppo" else 1)
     iterations = -(-total // per_iter)  # ceil: the budget is always reached
@@ -406,6 +520,7 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if algo == "ppo" else {}),
                   **({"actor": {"lora": True}} if method in LORA_METHODS else {}),
+                  **({"archer": {"conservative_coef": CONSERVATIVE_COEF}} if method in CONSERVATIVE_METHODS else {}),
                   **({"threads": threads} if threads else {}))
 
 
@@ -562,6 +677,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set critic.action_in_context=true")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/repeat_gap_ENV.json)")
+    p = sub.add_parser("invalid-gap", help="does a critic trained on SFT rollouts rate malformed text below valid?")
+    p.add_argument("--env", default="guess_my_city", choices=list(ENVS))
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set archer.conservative_coef=1")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/invalid_gap_ENV.json)")
     p = sub.add_parser("strategies", help="ask or guess? the SFT and trained 20Q policies' utterances")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--seed", type=int, default=0, help="which grid seed's final actors")
@@ -569,8 +690,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + LORA_METHODS),
-                   help="default: the paper's five; LoRA variants: " + " ".join(LORA_METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + VARIANT_METHODS),
+                   help="default: the paper's five; variants: " + " ".join(VARIANT_METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget-scale", type=float, default=1.0, help="scale every trajectory budget")
     p.add_argument("--report", action="store_true",
@@ -589,6 +710,10 @@ def main(argv: list[str] | None = None) -> None:
         from archer_lite.__main__ import _overrides
 
         bench_repeat_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
+    elif args.what == "invalid-gap":
+        from archer_lite.__main__ import _overrides
+
+        bench_invalid_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
     elif args.what == "strategies":
         bench_strategies(args.env, args.seed, args.episodes)
     elif args.retire_stale:

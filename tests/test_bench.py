@@ -1,8 +1,10 @@
-"""The benchmarks' bookkeeping: cell budgets, the summary table, cells run in parts, the repeat-gap probe."""
+"""The benchmarks' bookkeeping: cell budgets, the summary table, cells run in parts, the repeat-gap
+and invalid-gap probes."""
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
@@ -33,6 +35,17 @@ def test_lora_variants_run_the_same_algorithm_through_adapters():
         assert lora.run_dir == f"runs/bench/guess_my_city/{variant}/seed1"
         differ = {k for k in lora.to_dict() if lora.to_dict()[k] != full.to_dict()[k]}
         assert differ == {"actor", "run_dir"}  # same schedule, budget and seed
+
+
+def test_conservative_variant_runs_archer_with_the_conservative_critic_term():
+    from archer_lite.bench import CONSERVATIVE_COEF
+
+    cons, full = cell_config("guess_my_city", "archer_conservative", 0, 5000), cell_config("guess_my_city", "archer", 0, 5000)
+    assert cons.algo == "archer" and cons.archer.conservative_coef == CONSERVATIVE_COEF > 0
+    assert full.archer.conservative_coef == 0.0  # the paper's ArCHer cells are unchanged
+    differ = {k for k in cons.to_dict() if cons.to_dict()[k] != full.to_dict()[k]}
+    assert differ == {"archer", "run_dir"}
+    assert {k for k, v in cons.to_dict()["archer"].items() if v != full.to_dict()["archer"][k]} == {"conservative_coef"}
 
 
 def test_a_cell_whose_config_changed_is_set_aside_not_resumed_or_skipped(tmp_path, monkeypatch):
@@ -257,3 +270,31 @@ def test_strategies_reads_the_sft_actor_and_refuses_other_envs(tmp_path, monkeyp
     assert json.loads((tmp_path / "s.json").read_text())["actors"] == res
     with pytest.raises(ValueError, match="not a TwentyQuestions env"):
         bench_strategies("guess_my_city", episodes=1, out=tmp_path / "g.json")
+
+
+def test_corruptions_break_utterances_as_collapsing_actors_did():
+    from archer_lite.bench import corrupt, invalid_checker
+
+    rng = np.random.default_rng(0)
+    u = "Is it on the coast?"
+    loop = corrupt(u, "word_loop", rng).split()
+    assert len(loop) >= 4 and len(set(loop[-3:])) == 1  # the same word at least three times at the end
+    doubled = corrupt(u, "doubled_prefix", rng)
+    assert doubled.endswith(u) and doubled != u and u.startswith(doubled[: len(doubled) - len(u)])
+    assert corrupt(u, "truncated", rng) == "Is it"  # the first 5 // 2 words
+    assert sorted(corrupt(u, "shuffled", rng).split()) == sorted(u.split())
+    with pytest.raises(ValueError, match="word_loop"):
+        corrupt(u, "reversed", rng)
+    is_invalid = invalid_checker("guess_my_city")
+    assert not is_invalid(u) and all(is_invalid(corrupt(u, k, rng)) for k in ("word_loop", "doubled_prefix"))
+
+
+def test_invalid_gap_probe_reports_every_corruption(tmp_path):
+    from archer_lite.bench import CORRUPTIONS, bench_invalid_gap
+
+    res = bench_invalid_gap("guess_my_city", steps=2, trajectories=4, held_out=4, out=tmp_path / "gap.json")
+    for kind in CORRUPTIONS:
+        assert res[kind]["states"] > 5 and 0.0 <= res[kind]["fraction_below"] <= 1.0
+        assert abs(res[kind]["mean_gap"]) < 5.0 and len(res[kind]["examples"]) == 3
+    assert res["all"]["states"] == sum(res[k]["states"] for k in CORRUPTIONS)
+    assert json.loads((tmp_path / "gap.json").read_text())["all"] == res["all"]

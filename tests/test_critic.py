@@ -435,3 +435,49 @@ def test_sft_encoder_starts_from_the_shipped_actor():
 def test_unknown_encoder_names_the_choices():
     with pytest.raises(ValueError, match="neither 'tiny', 'sft', 'minilm'"):
         DoubleCritic.from_config(CriticConfig(encoder="no_such_encoder"), env="twenty_questions_subset")
+
+
+# ----- the conservative (CQL-style) term ------------------------------------------------------------
+def test_conservative_gap_by_hand():
+    """sum_i mean(Q_i(s, a~) - Q_i(s, a)) = mean(1-0, 2-1) + mean(0-0, 0+1) = 1 + 0.5."""
+    from archer_lite.algorithms.archer import conservative_gap
+
+    gap = conservative_gap(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]),
+                           torch.tensor([0.0, 1.0]), torch.tensor([0.0, -1.0]))
+    assert gap.item() == pytest.approx(1.5)
+
+
+def _corridor_gap_after_training(coef: float) -> tuple[float, dict]:
+    """Critic steps on "go right"/"wait" data while the actor only ever says "go left"; returns the
+    mean min Q(s, go left) - min Q(s, data action) on the data states, and the first step's logs."""
+    critic = tiny_critic()
+    target = make_target(critic)
+    buf = ReplayBuffer(seed=0)
+    for traj in collect(FixedPolicy({"go right": 0.5, "wait": 0.5}, seed=0).sample, "corridor", 32, seed=0):
+        buf.add_trajectory(traj)
+    left = FixedPolicy({"go left": 1.0}, seed=0)
+    cfg = ArcherConfig(gamma=0.9, conservative_coef=coef)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+    archer_lite.set_seed(1)
+    first = critic_step(critic, target, left, buf.sample(32), opt, cfg)
+    for _ in range(150):
+        critic_step(critic, target, left, buf.sample(32), opt, cfg)
+    batch = buf.sample(256)
+    gap = critic.min_q(batch.states, ["go left"] * len(batch)) - critic.min_q(batch.states, batch.actions)
+    return gap.mean().item(), first
+
+
+def test_conservative_term_is_logged_exactly_and_pushes_unseen_actions_down():
+    plain_gap, plain_logs = _corridor_gap_after_training(0.0)
+    gap, logs = _corridor_gap_after_training(1.0)
+    assert "conservative_gap" not in plain_logs  # off by default: the paper's critic
+    # the first step's term is the pre-step critic's, and both runs start from the same critic
+    assert logs["q_loss"] == pytest.approx(plain_logs["q_loss"], rel=1e-6)
+    assert abs(logs["conservative_gap"]) < 1.0
+    assert gap < plain_gap - 0.5  # "go left" (never in the data) ends clearly lower
+    assert gap < 0.0
+
+
+def test_conservative_coef_must_be_non_negative():
+    with pytest.raises(ValueError, match="conservative_coef must be >= 0"):
+        ArcherConfig(conservative_coef=-0.1)

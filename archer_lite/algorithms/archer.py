@@ -7,6 +7,11 @@ One iteration, after the rollout has filled the replay buffer (see ``archer_lite
    critic (:func:`critic_step`):
        L_Q = sum_i mean( Q_i(s,a) - [r + gamma (1 - done) Vbar_i(s')] )^2
        L_V = sum_i mean( V_i(s) - Qbar_i(s, a~) )^2,    a~ ~ pi(.|s) sampled fresh
+   With ``conservative_coef = alpha > 0`` (not in the paper; CQL's sampled form) the critic also
+   pushes Q down at the actor's fresh utterances and up at the buffer's:
+       L_C = alpha sum_i mean( Q_i(s, a~) - Q_i(s, a) )
+   so text the actor drifts to, which no transition has scored yet, is not rated above what
+   the buffer shows.
 2. after ``warmup_iterations``, ``actor_steps`` actor steps (:func:`actor_step`):
        A(s, a~) = min_i Q_i(s, a~) - min_i V_i(s)          (online critic, no gradient)
        L_pi = - mean( A(s, a~) * sum_h log pi(a~^h | s, a~^{<h}) )
@@ -99,6 +104,12 @@ class ArcherConfig:
     kl_coef: float = 0.0
     """beta of a KL penalty to the starting (SFT) actor, paid inside the advantage:
     A <- A - beta (log pi(a~|s) - log pi_ref(a~|s)), pi_ref frozen (0 = off, the paper's ArCHer)."""
+    conservative_coef: float = 0.0
+    """alpha of a conservative (CQL-style) critic term L_C = alpha sum_i mean(Q_i(s, a~) - Q_i(s, a))
+    (module doc; 0 = off, the paper's ArCHer). Why: ``python -m archer_lite.bench invalid-gap``
+    shows a critic trained on SFT rollouts rating malformed text (never in its data) above the
+    SFT actor's valid utterances in the same states, which is what the fully fine-tuned actor
+    climbs towards."""
 
     def __post_init__(self):
         if not 0.0 <= self.gamma <= 1.0:
@@ -114,11 +125,15 @@ class ArcherConfig:
                              f"{self.actor_samples}); 1 is the paper's min Q - min V advantage.")
         if self.baseline_steps < 1:
             raise ValueError(f"baseline_steps must be >= 1 (got {self.baseline_steps}).")
+        if self.conservative_coef < 0:
+            raise ValueError(f"conservative_coef must be >= 0 (got {self.conservative_coef}); "
+                             "0 turns the conservative critic term off.")
 
 
 def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch: Batch,
                 optimizer: torch.optim.Optimizer, cfg: ArcherConfig) -> dict[str, float]:
-    """One critic step (Q and V losses) followed by the Polyak update of the target."""
+    """One critic step (Q and V losses, plus the conservative term L_C when
+    ``cfg.conservative_coef > 0``) followed by the Polyak update of the target."""
     device = next(critic.parameters()).device
     rewards = torch.as_tensor(batch.rewards, device=device)  # (B,)
     dones = torch.as_tensor(batch.dones, device=device)  # (B,)
@@ -130,13 +145,26 @@ def critic_step(critic: DoubleCritic, target: DoubleCritic, actor: Actor, batch:
         qbar1, qbar2, _, _ = target.q_v(batch.states, fresh_actions)  # Qbar_i(s, a~)
     q1, q2, v1, v2 = critic.q_v(batch.states, batch.actions)  # one encoding of s serves Q and V
     loss_q, loss_v = q_loss(q1, q2, y1, y2), v_loss(v1, v2, qbar1, qbar2)
+    loss, logs = loss_q + loss_v, {}
+    if cfg.conservative_coef > 0:
+        q1f, q2f, _, _ = critic.q_v(batch.states, fresh_actions)  # Q_i(s, a~), with gradient
+        gap = conservative_gap(q1f, q2f, q1, q2)  # sum_i mean(Q_i(s, a~) - Q_i(s, a))
+        loss = loss + cfg.conservative_coef * gap
+        logs["conservative_gap"] = gap.item()
     optimizer.zero_grad()
-    (loss_q + loss_v).backward()
+    loss.backward()
     grad_norm = nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
     optimizer.step()
     polyak_update(target, critic, cfg.tau)
     return {"q_loss": loss_q.item(), "v_loss": loss_v.item(), "q_mean": q1.mean().item(),
-            "v_mean": v1.mean().item(), "critic_grad_norm": float(grad_norm)}
+            "v_mean": v1.mean().item(), "critic_grad_norm": float(grad_norm), **logs}
+
+
+def conservative_gap(q1_fresh: torch.Tensor, q2_fresh: torch.Tensor, q1_data: torch.Tensor,
+                     q2_data: torch.Tensor) -> torch.Tensor:
+    """sum_i mean( Q_i(s, a~) - Q_i(s, a) ): the actor's fresh utterances a~ against the buffer's a
+    in the same states; ``conservative_coef`` times it is added to the critic loss (L_C)."""
+    return (q1_fresh - q1_data).mean() + (q2_fresh - q2_data).mean()
 
 
 def actor_step(actor: Actor, critic: DoubleCritic, states: list[str], optimizer: torch.optim.Optimizer,
