@@ -671,18 +671,16 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("throughput")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--batch", type=int, default=64)
-    p = sub.add_parser("repeat-gap", help="does a critic trained on SFT rollouts see repeated questions?")
-    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set critic.action_in_context=true")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/repeat_gap_ENV.json)")
-    p = sub.add_parser("invalid-gap", help="does a critic trained on SFT rollouts rate malformed text below valid?")
-    p.add_argument("--env", default="guess_my_city", choices=list(ENVS))
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set archer.conservative_coef=1")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/invalid_gap_ENV.json)")
+    for name, env, question in (
+            ("repeat-gap", "twenty_questions_subset", "see repeated questions?"),
+            ("invalid-gap", "guess_my_city", "rate malformed text below valid?")):
+        p = sub.add_parser(name, help=f"does a critic trained on SFT rollouts {question}")
+        p.add_argument("--env", default=env, choices=list(ENVS))
+        p.add_argument("--steps", type=int, default=400)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override, e.g. --set critic.action_in_context=true")
+        p.add_argument("--out", type=Path, default=None,
+                       help=f"results JSON (default data/benchmarks/{name.replace('-', '_')}_ENV.json)")
     p = sub.add_parser("strategies", help="ask or guess? the SFT and trained 20Q policies' utterances")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--seed", type=int, default=0, help="which grid seed's final actors")
@@ -706,14 +704,11 @@ def main(argv: list[str] | None = None) -> None:
         bench_envs(args.episodes)
     elif args.what == "throughput":
         bench_throughput(args.env, args.batch)
-    elif args.what == "repeat-gap":
+    elif args.what in ("repeat-gap", "invalid-gap"):
         from archer_lite.__main__ import _overrides
 
-        bench_repeat_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
-    elif args.what == "invalid-gap":
-        from archer_lite.__main__ import _overrides
-
-        bench_invalid_gap(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
+        probe = bench_repeat_gap if args.what == "repeat-gap" else bench_invalid_gap
+        probe(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
     elif args.what == "strategies":
         bench_strategies(args.env, args.seed, args.episodes)
     elif args.retire_stale:
