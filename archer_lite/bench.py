@@ -396,15 +396,20 @@ def bench_strategies(env: str = "twenty_questions_subset", seed: int = 0, episod
 # ----- sample efficiency --------------------------------------------------------------------------
 METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 """The paper's five: the grid's default."""
-LORA_METHODS = ("archer_lora", "filtered_bc_lora")
-"""Variants: the same algorithm fine-tuning the SFT actor through LoRA adapters (rank 8 on the
-attention projections, ``actor.lora``) instead of all its weights. Fully fine-tuned, the 0.56M
-actor loses track of what it already said (README); run them with ``--methods archer_lora ...``."""
-CONSERVATIVE_METHODS = ("archer_conservative",)
-"""Variant: ArCHer whose critic also pushes Q down at the actor's fresh utterances
-(``archer.conservative_coef`` = CONSERVATIVE_COEF, the CQL-style term in algorithms/archer.py)."""
 CONSERVATIVE_COEF = 1.0
-VARIANT_METHODS = LORA_METHODS + CONSERVATIVE_METHODS
+"""``archer.conservative_coef`` of the archer_conservative variant (the CQL-style critic term in
+algorithms/archer.py)."""
+VARIANTS = {
+    "archer_lora": ("archer", {"actor": {"lora": True}}),
+    "filtered_bc_lora": ("filtered_bc", {"actor": {"lora": True}}),
+    "archer_conservative": ("archer", {"archer": {"conservative_coef": CONSERVATIVE_COEF}}),
+}
+"""Variants outside the paper's five, run with ``--methods archer_lora ...``: (algorithm, config
+overrides), same schedule. The _lora ones fine-tune the SFT actor through LoRA adapters (rank 8 on
+the attention projections) instead of all its weights: fully fine-tuned, the 0.56M actor loses
+track of what it already said (README). archer_conservative's critic also pushes Q down at the
+actor's fresh utterances."""
+VARIANT_METHODS = tuple(VARIANTS)
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
@@ -510,7 +515,7 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
     ``threads`` torch threads, 0 = the preset's)."""
     from archer_lite.train import preset
 
-    algo = method.removesuffix("_lora").removesuffix("_conservative")
+    algo, overrides = VARIANTS.get(method, (method, {}))
     per_iter = 64 if algo == "ppo" else 16
     total = budget * (PPO_BUDGET_FACTOR if algo == "ppo" else 1)
     iterations = -(-total // per_iter)  # ceil: the budget is always reached
@@ -519,8 +524,7 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if algo == "ppo" else {}),
-                  **({"actor": {"lora": True}} if method in LORA_METHODS else {}),
-                  **({"archer": {"conservative_coef": CONSERVATIVE_COEF}} if method in CONSERVATIVE_METHODS else {}),
+                  **overrides,
                   **({"threads": threads} if threads else {}))
 
 
