@@ -2,6 +2,7 @@
 
     python -m archer_lite sft   --env twenty_questions_subset          # build the shipped SFT actor
     python -m archer_lite train --env twenty_questions_subset --algo archer --preset cpu_course
+    python -m archer_lite train --env guess_my_city --algo archer --device cuda   # on a GPU
     python -m archer_lite eval  --env twenty_questions_subset --actor data/checkpoints/twenty_questions_subset
     python -m archer_lite play  TwentyQuestions
     python -m archer_lite bench sample-efficiency                       # see archer_lite.bench
@@ -47,6 +48,8 @@ def cmd_train(args) -> None:
                      run_dir=args.run_dir or f"runs/{args.env}_{args.algo}_s{args.seed}")
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
+    if args.device is not None:
+        overrides["device"] = args.device
     cfg = preset(args.preset, **overrides)
     run = train(cfg)
     print(f"run written to {run}/ (config.json, metrics.jsonl, checkpoint/)")
@@ -71,9 +74,10 @@ def cmd_sft(args) -> None:
 def cmd_eval(args) -> None:
     from archer_lite.actor import Actor
     from archer_lite.rollout import EpisodeStats, collect
+    from archer_lite.seeding import resolve_device
     from archer_lite.train import sft_checkpoint_dir
 
-    actor = Actor.load(args.actor or sft_checkpoint_dir(args.env))
+    actor = Actor.load(args.actor or sft_checkpoint_dir(args.env)).to(resolve_device(args.device))
     for mode, greedy in (("sampled", False), ("greedy", True)):
         stats = EpisodeStats.of(collect(lambda s: actor.sample(s, greedy=greedy), args.env,
                                         args.episodes, seed=args.seed))
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int)
     p.add_argument("--run-dir")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto (the GPU when there is one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any TrainConfig field, e.g. archer.critic_lr=3e-4")
     p.set_defaults(func=cmd_train)
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--actor", help="checkpoint dir (default: the shipped SFT actor)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=10_000_000)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("play", help="play an environment in the terminal")

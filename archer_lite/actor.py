@@ -102,6 +102,17 @@ def _quiet_peft():
         yield
 
 
+def _cache_field() -> str:
+    """The KV cache's name in a causal LM's forward arguments and outputs: ``cache`` in recent
+    transformers 5.x, ``past_key_values`` before (5.17 still uses it)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+_CACHE = _cache_field()
+
+
 class Actor(nn.Module):
     """A causal LM + tokenizer that samples and scores utterances given text states."""
 
@@ -176,6 +187,13 @@ class Actor(nn.Module):
         ids = self.tokenizer(list(actions), add_special_tokens=False).input_ids
         return [a[: self.config.max_utterance_tokens - 1] + [self.stop_id] for a in ids]
 
+    def sayable(self, actions: Sequence[str]) -> list[bool]:
+        """Whether the policy could emit each action: its encoding holds no special token (the
+        sampler never emits one). Text it decoded can fail this: a tiny actor's "to"+"area" reads
+        back as "toarea", which encodes as [UNK], so log pi(a|s) = -inf."""
+        banned = set(self.banned_ids)
+        return [not banned.intersection(ids[:-1]) for ids in self.encode_actions(actions)]
+
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left-pad to (B, T); positions count real tokens only, so padding never shifts them."""
         width = max(len(s) for s in seqs)
@@ -202,7 +220,7 @@ class Actor(nn.Module):
         batch = ids.shape[0]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1)  # prefill: only the last position's logits are needed
-        logits, cache = out.logits[:, -1], out.cache  # (B, vocab)
+        logits, cache = out.logits[:, -1], getattr(out, _CACHE)  # (B, vocab)
         next_pos = positions[:, -1:] + 1  # (B, 1)
         tokens = torch.zeros((batch, 0), dtype=torch.long, device=ids.device)
         logps = torch.zeros((batch, 0), device=ids.device)
@@ -223,8 +241,8 @@ class Actor(nn.Module):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
-                             cache=cache, use_cache=True)
-            logits, cache, next_pos = out.logits[:, -1], out.cache, next_pos + 1
+                             use_cache=True, **{_CACHE: cache})
+            logits, cache, next_pos = out.logits[:, -1], getattr(out, _CACHE), next_pos + 1
         texts, token_lists, logp_lists = [], [], []
         for row, row_logp in zip(tokens.tolist(), logps.tolist()):
             n = row.index(self.stop_id) + 1 if self.stop_id in row else len(row)

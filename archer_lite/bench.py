@@ -2,6 +2,7 @@
 
     python -m archer_lite.bench envs                 # demonstrator returns + env steps/s
     python -m archer_lite.bench throughput           # batched sampler vs generate loop, update samples/s
+    python -m archer_lite.bench --device cuda cell-speed   # s/iteration of the grid's cells on a GPU
     python -m archer_lite.bench repeat-gap           # does the critic see a repeated question?
     python -m archer_lite.bench strategies           # what the grid's trained 20Q policies say
     python -m archer_lite.bench sample-efficiency    # the ArCHer-vs-baselines grid (hours of CPU)
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -93,8 +95,10 @@ def bench_envs(episodes: int = 1000, out: Path | None = None) -> dict[str, Any]:
 
 # ----- throughput -----------------------------------------------------------------------------------
 def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, repeats: int = 3,
-                     out: Path | None = None) -> dict[str, float]:
-    """Utterances/s of the batched sampler vs a per-state ``model.generate`` loop; update samples/s."""
+                     out: Path | None = None, device: str = "cpu") -> dict[str, float]:
+    """Utterances/s of the batched sampler vs a per-state ``model.generate`` loop; update samples/s.
+    Results go to ``data/benchmarks/throughput.json`` (``throughput_<device>_b<batch>.json`` for
+    another device or batch)."""
     import torch
 
     from archer_lite.actor import Actor, ActorConfig
@@ -102,17 +106,19 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
     from archer_lite.buffer import ReplayBuffer
     from archer_lite.critic import CriticConfig, DoubleCritic, make_target
     from archer_lite.rollout import collect
-    from archer_lite.seeding import set_seed
+    from archer_lite.seeding import resolve_device, set_seed
     from archer_lite.train import sft_checkpoint_dir
 
     set_seed(0)
+    dev = resolve_device(device)
     path = sft_checkpoint_dir(env)
-    actor = Actor.load(path) if path.exists() else Actor.from_config(ActorConfig(), env=env)
+    actor = (Actor.load(path) if path.exists() else Actor.from_config(ActorConfig(), env=env)).to(dev)
     buffer = ReplayBuffer(10_000)
     for traj in collect(actor.sample, env, 64, seed=0):
         buffer.add_trajectory(traj)
     states = buffer.sample(n_states).states
-    res: dict[str, float] = {"threads": torch.get_num_threads(), "batch": n_states}
+    res: dict[str, Any] = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                           else "cpu", "threads": torch.get_num_threads(), "batch": n_states}
 
     actor.sample(states)  # warm-up: the first call pays one-time set-up costs
     t0 = time.perf_counter()
@@ -120,16 +126,17 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
         actor.sample(states)
     res["batched_sampler_utterances_per_s"] = repeats * n_states / (time.perf_counter() - t0)
 
+    looped = states[:64]  # one state at a time: 64 give the rate
     t0 = time.perf_counter()
     with torch.no_grad():
-        for s in states:
-            ids = torch.tensor([actor.encode_states([s])[0]])
+        for s in looped:
+            ids = torch.tensor([actor.encode_states([s])[0]], device=dev)
             actor.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
                                  max_new_tokens=actor.config.max_utterance_tokens,
                                  eos_token_id=actor.stop_id, pad_token_id=actor.pad_id)
-    res["generate_loop_utterances_per_s"] = n_states / (time.perf_counter() - t0)
+    res["generate_loop_utterances_per_s"] = len(looped) / (time.perf_counter() - t0)
 
-    critic = DoubleCritic.from_config(CriticConfig(), env=env)
+    critic = DoubleCritic.from_config(CriticConfig(), env=env).to(dev)
     target, cfg = make_target(critic), ArcherConfig(batch_size=n_states)
     c_opt = torch.optim.Adam(critic.parameters(), 1e-3)
     a_opt = torch.optim.Adam(actor.model.parameters(), 2e-4)
@@ -144,8 +151,69 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
     res["actor_update_samples_per_s"] = repeats * n_states / (time.perf_counter() - t0)
     res["speedup_batched_vs_generate"] = res["batched_sampler_utterances_per_s"] / res["generate_loop_utterances_per_s"]
     print(_table([[k, v] for k, v in res.items()], ["measure", "value"]))
-    _write_json(out or RESULTS_DIR / "throughput.json", {"env": env, **res})
+    default = "throughput.json" if (str(dev), n_states) == ("cpu", 64) else f"throughput_{dev.type}_b{n_states}.json"
+    _write_json(out or RESULTS_DIR / default, {"env": env, **res})
     return res
+
+
+# ----- how long a grid cell takes, per device ------------------------------------------------------
+def bench_cell_speed(envs: list[str], methods: list[str], measured: int = 2, device: str = "cpu",
+                     threads: int = 0, out: Path | None = None) -> list[dict[str, Any]]:
+    """Seconds per training iteration of each grid cell's config (seed 0) on ``device``: runs
+    the warm-up iterations (ArCHer's actor-free ones; one for the others) plus ``measured`` more
+    into a scratch run dir and times the latter (rollout + update, evaluation left out). Beside
+    it: the same time in the recorded (CPU) cells of ``sample_efficiency.json``, and the hours one
+    cell of the full budget would take here (evaluations not counted). Writes
+    ``data/benchmarks/cell_speed_<device>.json``."""
+    import tempfile
+
+    import torch
+
+    from archer_lite.seeding import resolve_device
+    from archer_lite.train import read_metrics, train
+
+    dev = resolve_device(device)
+    recorded = json.loads((RESULTS_DIR / "sample_efficiency.json").read_text())["cells"] \
+        if (RESULTS_DIR / "sample_efficiency.json").exists() else {}
+    rows: list[dict[str, Any]] = []
+    for env in envs:
+        for method in methods:
+            cfg = cell_config(env, method, 0, BUDGETS.get(env, 1000), threads, str(dev))
+            warmup = cfg.archer.warmup_iterations if cfg.algo in ("archer", "archer_baseline") else 1
+            full_iterations = cfg.iterations
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg.iterations, cfg.run_dir, cfg.checkpoint_every = warmup + measured, tmp, 0
+                cfg.eval_every, cfg.eval_episodes = cfg.iterations + 1, 4  # one small, untimed evaluation
+                train(cfg)
+                timed = read_metrics(tmp)[warmup:]
+            per_iter = float(np.mean([r["time_rollout_s"] + r["time_update_s"] for r in timed]))
+            cpu = _recorded_s_per_iteration(recorded, env, method, warmup)
+            rows.append({"env": env, "method": method, "trajectories_per_iteration": cfg.rollout_trajectories,
+                         "s_per_iteration": per_iter,
+                         "rollout_s": float(np.mean([r["time_rollout_s"] for r in timed])),
+                         "update_s": float(np.mean([r["time_update_s"] for r in timed])),
+                         "recorded_cpu_s_per_iteration": cpu,
+                         "cell_iterations": full_iterations, "cell_hours": per_iter * full_iterations / 3600})
+    table = [[r["env"], r["method"], r["trajectories_per_iteration"], r["rollout_s"], r["update_s"],
+              r["s_per_iteration"], r["recorded_cpu_s_per_iteration"] or "-",
+              (r["recorded_cpu_s_per_iteration"] or math.nan) / r["s_per_iteration"], r["cell_hours"]]
+             for r in rows]
+    print(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), "
+          f"{torch.get_num_threads()} torch threads")
+    print(_table(table, ["env", "method", "traj/iter", "rollout s", "update s", "s/iter",
+                         "recorded CPU s/iter", "speed-up", "full cell h"]))
+    _write_json(out or RESULTS_DIR / f"cell_speed_{dev.type}.json",
+                {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                 "threads": torch.get_num_threads(), "measured_iterations": measured, "rows": rows})
+    return rows
+
+
+def _recorded_s_per_iteration(cells: dict[str, Any], env: str, method: str, warmup: int) -> float | None:
+    """Median over the finished recorded cells of (env, method) of their mean rollout + update
+    seconds per iteration after the warm-up (as :func:`bench_cell_speed` times); None if none ran."""
+    runs = [[r["time_rollout_s"] + r["time_update_s"] for r in c["metrics"][warmup:]]
+            for k, c in cells.items() if k.startswith(f"{env}/{method}/") and c.get("finished")]
+    return float(np.median([np.mean(r) for r in runs if r])) if any(runs) else None
 
 
 # ----- does the critic see repeats? ---------------------------------------------------------------
@@ -204,7 +272,7 @@ def sft_critic(env: str, steps: int, trajectories: int, overrides: dict | None =
 
 def min_q_gap(critic, states: list[str], actions: list[str], reference: list[str]) -> np.ndarray:
     """min_i Q_i(s, action) - min_i Q_i(s, reference) per state   (N,)."""
-    return (critic.min_q(states, actions) - critic.min_q(states, reference)).numpy()
+    return (critic.min_q(states, actions) - critic.min_q(states, reference)).cpu().numpy()
 
 
 def _gap_stats(gap: np.ndarray) -> dict[str, float]:
@@ -427,9 +495,10 @@ def _wall_seconds(metrics: list[dict[str, Any]]) -> float:
 
 
 def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two cell configs train the same way per iteration: threads, the progress bar and the
-    budget (iterations, and the evaluation spacing that follows it) do not count, so a larger
-    budget extends a cell instead of restarting it."""
+    """Two cell configs train the same way per iteration: threads, the device, the progress bar
+    and the budget (iterations, and the evaluation spacing that follows it) do not count, so a
+    larger budget extends a cell instead of restarting it, and a cell begun on the CPU can go on
+    on a GPU."""
     from archer_lite.train import TrainConfig
 
     def canonical(config: dict[str, Any]) -> dict[str, Any]:  # fields added since get their defaults
@@ -439,7 +508,7 @@ def _same_setup(a: dict[str, Any], b: dict[str, Any]) -> bool:
             return config
 
     a, b = canonical(a), canonical(b)
-    drop = ("threads", "progress", "iterations", "eval_every")
+    drop = ("threads", "device", "progress", "iterations", "eval_every")
     return {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
@@ -510,9 +579,9 @@ def retire_stale_cells(out: Path) -> list[str]:
     return retired
 
 
-def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0):
+def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0, device: str = "cpu"):
     """The TrainConfig of one grid cell (cpu_course schedule, sized to the trajectory budget;
-    ``threads`` torch threads, 0 = the preset's)."""
+    ``threads`` torch threads, 0 = the preset's; on ``device``)."""
     from archer_lite.train import preset
 
     algo, overrides = VARIANTS.get(method, (method, {}))
@@ -524,13 +593,13 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0)
                   eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if algo == "ppo" else {}),
-                  **overrides,
+                  **overrides, device=device,
                   **({"threads": threads} if threads else {}))
 
 
 def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int],
                             out: Path | None = None, budget_scale: float = 1.0,
-                            threads: int = 0, report: bool = False) -> dict[str, Any]:
+                            threads: int = 0, report: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Run the unfinished cells of the grid (or, with ``report``, run nothing and summarise the
     finished cells plus the cells still under way in runs/bench/, marked "(partial)")."""
     from archer_lite.train import code_version, read_metrics, train
@@ -558,7 +627,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
         for method in methods:
             for seed in seeds:
                 key = f"{env}/{method}/seed{seed}"
-                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads)
+                cfg = cell_config(env, method, seed, int(BUDGETS.get(env, 1000) * budget_scale), threads, device)
                 start_actor = start_actor_digest(cfg)
                 with _locked_json(out) as data:  # with the cells other processes finished meanwhile
                     retire_stale_cell(data, key, cfg, start_actor)
@@ -669,12 +738,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m archer_lite.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto: where throughput and sample-efficiency run")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("envs")
     p.add_argument("--episodes", type=int, default=1000)
+    p = sub.add_parser("cell-speed", help="seconds per iteration of each grid cell's config on --device")
+    p.add_argument("--envs", nargs="+", default=["guess_my_city"], choices=list(ENVS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + VARIANT_METHODS))
+    p.add_argument("--measured", type=int, default=2, help="iterations timed after the warm-up")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/cell_speed_DEVICE.json)")
     p = sub.add_parser("throughput")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/throughput*.json)")
     for name, env, question in (
             ("repeat-gap", "twenty_questions_subset", "see repeated questions?"),
             ("invalid-gap", "guess_my_city", "rate malformed text below valid?")):
@@ -706,8 +783,11 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     if args.what == "envs":
         bench_envs(args.episodes)
+    elif args.what == "cell-speed":
+        bench_cell_speed(args.envs, args.methods, args.measured, device=args.device, threads=args.threads,
+                         out=args.out)
     elif args.what == "throughput":
-        bench_throughput(args.env, args.batch)
+        bench_throughput(args.env, args.batch, out=args.out, device=args.device)
     elif args.what in ("repeat-gap", "invalid-gap"):
         from archer_lite.__main__ import _overrides
 
@@ -721,7 +801,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(retired)} stale cell(s) set aside under 'superseded' in {out}")
     else:
         bench_sample_efficiency(args.envs, args.methods, args.seeds, budget_scale=args.budget_scale,
-                                threads=args.threads, report=args.report)
+                                threads=args.threads, report=args.report, device=args.device)
 
 
 if __name__ == "__main__":

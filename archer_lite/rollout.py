@@ -15,6 +15,7 @@ import torch
 from archer_lite.buffer import Trajectory, Transition
 from archer_lite.envs.base import normalize_utterance
 from archer_lite.envs.batched import BatchedEnv
+from archer_lite.seeding import accelerator_rng_devices
 
 Policy = Callable[[Sequence[str]], list[str]]
 """states -> one utterance per state (e.g. ``actor.sample`` or ``lambda s: actor.sample(s, greedy=True)``)."""
@@ -91,7 +92,7 @@ def evaluate(policies: dict[str, Policy], env: str, episodes: int, seed: int,
     evaluating never changes the caller's random stream.
     """
     out: dict[str, float] = {}
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=accelerator_rng_devices()):
         torch.manual_seed(seed)
         for name, policy in policies.items():
             stats = EpisodeStats.of(collect(policy, env, episodes, seed=seed, batch_size=batch_size))

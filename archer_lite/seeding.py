@@ -40,3 +40,39 @@ def set_threads(n: int = 0) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
+
+
+def resolve_device(name: str = "cpu", check_available: bool = True):
+    """The ``torch.device`` for ``name``: "cpu", "cuda", "cuda:N", "mps", or "auto" (the first CUDA
+    GPU when torch sees one, else the CPU). An unknown name, or (with ``check_available``) an
+    accelerator torch cannot use here, raises one error that says how to fix it."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'.")
+    if not check_available:
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but this torch ({torch.__version__}) sees no CUDA GPU: "
+                             "install a CUDA build of torch on a machine with one, or use device='cpu'.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s): "
+                             f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} but MPS is not available here; use device='cpu'.")
+    return device
+
+
+def accelerator_rng_devices() -> list[int]:
+    """The CUDA devices whose random state ``torch.random.fork_rng`` must save and restore (none
+    on a CPU-only machine)."""
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []

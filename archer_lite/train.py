@@ -33,7 +33,7 @@ from archer_lite.critic import CriticConfig, DoubleCritic
 from archer_lite.envs import env_spec
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import EpisodeStats, collect, evaluate as evaluate_policies
-from archer_lite.seeding import set_seed, set_threads
+from archer_lite.seeding import resolve_device, set_seed, set_threads
 
 ALGOS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 
@@ -68,6 +68,9 @@ class TrainConfig:
     """Save a checkpoint every N iterations (0 = never)."""
     threads: int = 0
     """torch threads, set explicitly (0 = every available core; see seeding.set_threads)."""
+    device: str = "cpu"
+    """Where the actor, critic and updates run: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA
+    when torch sees a GPU). Environments, the buffer and checkpoints stay on the CPU."""
     progress: bool = True
     """Show a tqdm progress bar."""
     actor: ActorConfig = field(default_factory=ActorConfig)
@@ -84,6 +87,7 @@ class TrainConfig:
             raise ValueError(f"Unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}.")
         if self.iterations < 0 or self.rollout_trajectories < 1 or self.eval_every < 1:
             raise ValueError("iterations must be >= 0, rollout_trajectories and eval_every >= 1.")
+        resolve_device(self.device, check_available=False)  # a config may be written for another machine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,7 +156,7 @@ def load_initial_actor(cfg: TrainConfig) -> Actor:
 
 def build_algorithm(cfg: TrainConfig, actor: Actor):
     if cfg.algo in ("archer", "archer_baseline", "chai"):
-        critic = DoubleCritic.from_config(cfg.critic, env=cfg.env)
+        critic = DoubleCritic.from_config(cfg.critic, env=cfg.env).to(actor.device)  # beside the actor
         archer_cfg = ArcherConfig(**{**asdict(cfg.archer),
                                      "token_baseline": cfg.archer.token_baseline or cfg.algo == "archer_baseline"})
         if cfg.algo == "chai":
@@ -182,11 +186,12 @@ def _greedy_policy(algo):
 
 def train(cfg: TrainConfig, algo=None) -> Path:
     """Run (or resume) one training run; returns its run directory."""
+    device = resolve_device(cfg.device)  # an unusable device fails before anything is written
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.threads)
     set_seed(cfg.seed)
-    actor = load_initial_actor(cfg)
+    actor = load_initial_actor(cfg).to(device)
     algo = algo or build_algorithm(cfg, actor)
     buffer = ReplayBuffer(cfg.buffer_capacity, seed=cfg.seed)
     start, trajectories_seen = 0, 0
@@ -248,6 +253,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, algo, buffer: ReplayBuffer, it
     torch.save({"iteration": iteration, "trajectories": trajectories, "algo": cfg.algo,
                 "env": cfg.env, "algo_state": algo.state_dict(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "python_rng": random.getstate()}, tmp / "state.pt")
     buffer.save(tmp / "buffer.json")  # written last: its presence marks a complete tmp
     if path.exists():
@@ -272,6 +278,8 @@ def load_checkpoint(path: Path, cfg: TrainConfig, algo, buffer: ReplayBuffer) ->
     algo.load_state_dict(state["algo_state"])
     buffer.load_state_dict(ReplayBuffer.load(path / "buffer.json").state_dict())
     torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():  # saved where a GPU was; resumed on one
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
     return state["iteration"], state["trajectories"]

@@ -298,3 +298,33 @@ def test_invalid_gap_probe_reports_every_corruption(tmp_path):
         assert abs(res[kind]["mean_gap"]) < 5.0 and len(res[kind]["examples"]) == 3
     assert res["all"]["states"] == sum(res[k]["states"] for k in CORRUPTIONS)
     assert json.loads((tmp_path / "gap.json").read_text())["all"] == res["all"]
+
+
+def test_cell_speed_times_the_iterations_after_the_warm_up(tmp_path, monkeypatch, capsys):
+    import archer_lite.bench as bench
+    from archer_lite.train import TrainConfig
+
+    seen = []
+
+    def small_cell(*args, **kwargs):  # corridor, 4 trajectories per iteration, warm-up of 2
+        cfg = cell_config(*args, **kwargs)
+        fields = {**cfg.to_dict(), "iterations": 7, "rollout_trajectories": 4, "rollout_batch": 4,
+                  "eval_episodes": 2, "run_dir": str(tmp_path / "unused"),
+                  "archer": {**cfg.to_dict()["archer"], "warmup_iterations": 2, "critic_steps": 2, "batch_size": 8}}
+        seen.append(TrainConfig.from_dict(fields))
+        return seen[-1]
+
+    monkeypatch.setattr(bench, "cell_config", small_cell)
+    rows = bench.bench_cell_speed(["corridor"], ["archer", "filtered_bc"], measured=2, threads=1,
+                                  out=tmp_path / "speed.json")
+    assert [(r["method"], r["trajectories_per_iteration"], r["cell_iterations"]) for r in rows] == \
+        [("archer", 4, 7), ("filtered_bc", 4, 7)]
+    for r in rows:
+        assert r["s_per_iteration"] == pytest.approx(r["rollout_s"] + r["update_s"])
+        assert r["cell_hours"] == pytest.approx(r["s_per_iteration"] * 7 / 3600)
+        assert r["recorded_cpu_s_per_iteration"] is None  # no corridor cells in the grid
+    assert [c.iterations for c in seen] == [4, 3]  # warm-up (2 ArCHer, 1 others) + 2 timed
+    assert not (tmp_path / "unused").exists()  # scratch run dirs only
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["device"] == "cpu" and saved["measured_iterations"] == 2 and len(saved["rows"]) == 2
+    assert "full cell h" in capsys.readouterr().out

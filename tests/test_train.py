@@ -120,3 +120,11 @@ def test_lora_applies_to_the_loaded_sft_actor(tmp_path):
         after = Actor.load(tmp_path / "actor").utterance_logprob(states, actions)
     torch.testing.assert_close(after, before)
     assert (before - sft.utterance_logprob(states, actions)).abs().item() > 1e-4
+
+
+def test_filtered_bc_leaves_out_what_the_actor_cannot_say(tmp_path):
+    # A scratch actor's "to"+"area" is decoded as "toarea", which re-encodes as [UNK]: log pi = -inf.
+    # Filtered BC must clone only what the actor can say, so its loss stays finite.
+    rows = read_metrics(train(tiny_config(tmp_path / "run", "filtered_bc")))
+    assert all(r["unsayable_pairs"] > 0 for r in rows)  # the scratch actor does say such things
+    assert all(0.0 < r["bc_loss"] < 20.0 for r in rows)  # finite: about log(vocab) per token

@@ -2,7 +2,9 @@
 
 Each iteration keeps the top ``top_fraction`` of all trajectories in the buffer by return and
 takes ``steps`` steps of L_BC = - mean log pi(a|s) on their transitions. Fast early, then it
-plateaus: it can only copy what it already did best.
+plateaus: it can only copy what it already did best. Utterances the actor could not say again
+(its decoded text re-encodes with a special token, see :meth:`Actor.sayable`) are left out and
+counted (``unsayable_pairs``): their log-likelihood is -inf.
 """
 from __future__ import annotations
 
@@ -51,13 +53,16 @@ class FilteredBC:
         trajectories = sorted(buffer.trajectories(), key=lambda t: t.ret, reverse=True)
         keep = trajectories[: max(1, int(round(self.cfg.top_fraction * len(trajectories))))]
         pairs = [(t.state, t.action) for traj in keep for t in traj.transitions]
+        sayable = self.actor.sayable([a for _, a in pairs])
+        unsayable = len(pairs) - sum(sayable)  # log pi = -inf: cloning them is impossible
+        pairs = [p for p, ok in zip(pairs, sayable) if ok]
         losses = []
-        for _ in range(self.cfg.steps):
+        for _ in range(self.cfg.steps if pairs else 0):
             idx = self.rng.integers(0, len(pairs), size=self.cfg.batch_size)
             losses.append(bc_step(self.actor, [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
                                   self.opt, self.cfg.grad_clip))
-        return {"bc_loss": float(np.mean(losses)), "filter_min_return": keep[-1].ret,
-                "filtered_trajectories": len(keep)}
+        return {"bc_loss": float(np.mean(losses)) if losses else None, "filter_min_return": keep[-1].ret,
+                "filtered_trajectories": len(keep), "unsayable_pairs": unsayable}
 
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "rng": self.rng.bit_generator.state}

@@ -240,7 +240,7 @@ class PPO:
             ids = self.sampled_tokens.get((t.state, t.action))
             if ids is None:
                 ids = self.actor.encode_actions([t.action])[0]
-                if set(ids) & set(self.actor.banned_ids):
+                if not self.actor.sayable([t.action])[0]:
                     raise ValueError(f"Utterance {t.action!r} re-encodes to tokens the policy never "
                                      f"emits (e.g. [UNK]); collect trajectories with ppo.act so PPO "
                                      f"knows the sampled tokens.")
