@@ -54,6 +54,8 @@ def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
     (["train", "--env", "corridor", "--set", "archer.tau=0"], "tau must be in"),
     (["train", "--env", "corridor", "--set", "nokeyvalue"], "key=value"),
     (["eval", "--env", "corridor", "--actor", "/nonexistent"], "No actor checkpoint"),
+    (["train", "--env", "corridor", "--device", "gpu"], "Unknown device 'gpu'; use 'cpu', 'cuda'"),
+    (["eval", "--env", "corridor", "--device", "tpu"], "Unknown device 'tpu'"),
     (["sft", "--env", "corridor", "--set", "actor.n_layr=4"], "Unknown ActorConfig field(s): n_layr"),
     (["sft", "--env", "corridor", "--set", "sft.window=4"], "Unknown SFTConfig field(s): window"),
     (["sft", "--env", "corridor", "--set", "epochs=4"], "sft --set takes actor.<field>=value"),
