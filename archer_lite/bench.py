@@ -117,8 +117,8 @@ def bench_throughput(env: str = "twenty_questions_subset", n_states: int = 64, r
     for traj in collect(actor.sample, env, 64, seed=0):
         buffer.add_trajectory(traj)
     states = buffer.sample(n_states).states
-    res: dict[str, Any] = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                           else "cpu", "threads": torch.get_num_threads(), "batch": n_states}
+    res: dict[str, Any] = {"device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(),
+                           "batch": n_states}
 
     actor.sample(states)  # warm-up: the first call pays one-time set-up costs
     t0 = time.perf_counter()
@@ -198,14 +198,19 @@ def bench_cell_speed(envs: list[str], methods: list[str], measured: int = 2, dev
               r["s_per_iteration"], r["recorded_cpu_s_per_iteration"] or "-",
               (r["recorded_cpu_s_per_iteration"] or math.nan) / r["s_per_iteration"], r["cell_hours"]]
              for r in rows]
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), "
-          f"{torch.get_num_threads()} torch threads")
+    print(f"device {dev} ({_device_name(dev)}), {torch.get_num_threads()} torch threads")
     print(_table(table, ["env", "method", "traj/iter", "rollout s", "update s", "s/iter",
                          "recorded CPU s/iter", "speed-up", "full cell h"]))
     _write_json(out or RESULTS_DIR / f"cell_speed_{dev.type}.json",
-                {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                 "threads": torch.get_num_threads(), "measured_iterations": measured, "rows": rows})
+                {"device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(), "measured_iterations": measured, "rows": rows})
     return rows
+
+
+def _device_name(dev) -> str:
+    """"NVIDIA H200" for a CUDA device, else its type ("cpu")."""
+    import torch
+
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
 
 
 def _recorded_s_per_iteration(cells: dict[str, Any], env: str, method: str, warmup: int) -> float | None:
