@@ -110,9 +110,9 @@ class ArcherConfig:
     shows a critic trained on SFT rollouts rating malformed text (never in its data) above the
     SFT actor's valid utterances in the same states, which is what the fully fine-tuned actor
     climbs towards. Measured with alpha = 1 (grid cell schedule, ``--methods archer_conservative``):
-    GuessMyCity seeds 0 / 1 keep their text valid (invalid 0-19%, plain ArCHer 84% by 720
-    trajectories) and end at -2.36 / -1.62, greedy -1.36 / -1.00 (plain ArCHer: -20.00 / -19.62);
-    on the 20Q subset (3 seeds) the final
+    GuessMyCity seeds 0 / 1 / 2 keep their text valid (invalid 0-19%, plain ArCHer 84% by 720
+    trajectories) and end at -2.36 / -1.62 / -2.02, greedy -1.36 / -1.00 / -1.56 (plain ArCHer:
+    -20.00 / -19.62 / -18.58; CHAI -3.06 / -3.33 / -3.67); on the 20Q subset (3 seeds) the final
     median is -11.09 (plain -13.45) but repeats still reach 34-44%: loops through valid, already
     scored questions are not what the term acts on. It costs one more critic forward pass per
     step."""
