@@ -192,7 +192,7 @@ class Actor(nn.Module):
         sampler never emits one). Text it decoded can fail this: a tiny actor's "to"+"area" reads
         back as "toarea", which encodes as [UNK], so log pi(a|s) = -inf."""
         banned = set(self.banned_ids)
-        return [not banned.intersection(ids[:-1]) for ids in self.encode_actions(actions)]
+        return [not banned.intersection(ids) for ids in self.encode_actions(actions)]
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left-pad to (B, T); positions count real tokens only, so padding never shifts them."""

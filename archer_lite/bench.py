@@ -186,13 +186,12 @@ def bench_cell_speed(envs: list[str], methods: list[str], measured: int = 2, dev
                 cfg.eval_every, cfg.eval_episodes = cfg.iterations + 1, 4  # one small, untimed evaluation
                 train(cfg)
                 timed = read_metrics(tmp)[warmup:]
-            per_iter = float(np.mean([r["time_rollout_s"] + r["time_update_s"] for r in timed]))
-            cpu = _recorded_s_per_iteration(recorded, env, method, warmup)
+            rollout = float(np.mean([r["time_rollout_s"] for r in timed]))
+            update = float(np.mean([r["time_update_s"] for r in timed]))
+            per_iter = rollout + update
             rows.append({"env": env, "method": method, "trajectories_per_iteration": cfg.rollout_trajectories,
-                         "s_per_iteration": per_iter,
-                         "rollout_s": float(np.mean([r["time_rollout_s"] for r in timed])),
-                         "update_s": float(np.mean([r["time_update_s"] for r in timed])),
-                         "recorded_cpu_s_per_iteration": cpu,
+                         "s_per_iteration": per_iter, "rollout_s": rollout, "update_s": update,
+                         "recorded_cpu_s_per_iteration": _recorded_s_per_iteration(recorded, env, method, warmup),
                          "cell_iterations": full_iterations, "cell_hours": per_iter * full_iterations / 3600})
     table = [[r["env"], r["method"], r["trajectories_per_iteration"], r["rollout_s"], r["update_s"],
               r["s_per_iteration"], r["recorded_cpu_s_per_iteration"] or "-",
