@@ -485,6 +485,11 @@ VARIANT_METHODS = tuple(VARIANTS)
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""
 PPO_BUDGET_FACTOR = 20
+PPO_EVALUATIONS = 100
+"""Evaluations in a PPO cell (the others have 20): at 20x the budget, 20 would leave 5,000
+trajectories between GuessMyCity evaluations, too coarse to place where PPO crosses a threshold
+that ArCHer's budget is measured against. eval_every is not part of a cell's setup, so cells
+recorded with 20 stay valid."""
 PPO_KL_COEF = 0.05
 """The grid's PPO pays beta * (log pi - log pi_SFT) per token, as RLHF's PPO does: plain PPO's text
 collapsed on the 20Q subset (sampled invalid rate 42% -> 82%, return -14.0 -> -19.4 within 6,720
@@ -592,9 +597,10 @@ def cell_config(env: str, method: str, seed: int, budget: int, threads: int = 0,
     per_iter = 64 if algo == "ppo" else 16
     total = budget * (PPO_BUDGET_FACTOR if algo == "ppo" else 1)
     iterations = -(-total // per_iter)  # ceil: the budget is always reached
+    evaluations = PPO_EVALUATIONS if algo == "ppo" else 20
     return preset("cpu_course", env=env, algo=algo, seed=seed, iterations=iterations,
                   rollout_trajectories=per_iter, rollout_batch=min(per_iter, 32),
-                  eval_every=max(1, iterations // 20), eval_episodes=64, progress=False,
+                  eval_every=max(1, iterations // evaluations), eval_episodes=64, progress=False,
                   run_dir=f"runs/bench/{env}/{method}/seed{seed}", checkpoint_every=5,
                   **({"ppo": {"kl_coef": PPO_KL_COEF}} if algo == "ppo" else {}),
                   **overrides, device=device,

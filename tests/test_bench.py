@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
+from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_EVALUATIONS, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
                                 retire_stale_cell, retire_stale_cells, start_actor_digest, summarize)
 
 
@@ -26,6 +26,13 @@ def test_ppo_cells_get_twenty_times_the_trajectories():
     assert archer.threads == ppo.threads == 1
     assert archer.run_dir.endswith("twenty_questions_subset/archer/seed0")
     assert ppo.ppo == {"kl_coef": PPO_KL_COEF} and PPO_KL_COEF > 0 and archer.ppo == {}
+
+
+def test_ppo_cells_evaluate_five_times_as_often_as_the_others():
+    archer = cell_config("guess_my_city", "archer", 0, 5000, threads=1)
+    ppo = cell_config("guess_my_city", "ppo", 0, 5000, threads=1)
+    assert (archer.iterations, archer.eval_every) == (313, 15)  # 20 evaluations, every 240 trajectories
+    assert (ppo.iterations, ppo.eval_every, PPO_EVALUATIONS) == (1563, 15, 100)  # every 960 trajectories
 
 
 def test_lora_variants_run_the_same_algorithm_through_adapters():
