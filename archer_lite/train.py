@@ -266,7 +266,9 @@ def save_checkpoint(path: Path, cfg: TrainConfig, algo, buffer: ReplayBuffer, it
 def load_checkpoint(path: Path, cfg: TrainConfig, algo, buffer: ReplayBuffer) -> tuple[int, int]:
     """Restore a run; a corrupt or mismatched checkpoint raises a clear error."""
     try:
-        state = torch.load(path / "state.pt", weights_only=False)
+        # on the CPU first (a checkpoint saved on a GPU opens where there is none); load_state_dict
+        # then copies every tensor onto the run's device
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many kinds for a damaged file
         raise ValueError(f"Checkpoint {path} is corrupt ({type(err).__name__}: {err}). Delete "
                          f"{path} to restart the run from scratch.") from err

@@ -35,6 +35,23 @@ def test_cuda_without_a_gpu_fails_before_writing_anything(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_checkpoint_saved_on_a_gpu_resumes_on_a_machine_without_one(tmp_path, monkeypatch):
+    """Every tensor of state.pt tagged "cuda:0", as a GPU run saves it (torch's location taggers
+    are patched while it is written), then resumed on the CPU: the numbers of an uninterrupted run."""
+    import torch.serialization as serialization
+
+    full = _numbers(train(tiny_config(tmp_path / "full", iterations=3)))
+    registry = serialization._package_registry
+    monkeypatch.setattr(serialization, "_package_registry",
+                        [(0, lambda storage: "cuda:0", lambda storage, location: None)] + registry)
+    train(tiny_config(tmp_path / "part", iterations=2))
+    monkeypatch.setattr(serialization, "_package_registry", registry)
+    if not CUDA:  # what torch.load does with it by default where there is no GPU
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=False)
+    assert _numbers(train(tiny_config(tmp_path / "part", iterations=3))) == full
+
+
 @needs_cuda
 def test_actor_and_critic_numbers_match_the_cpu_on_cuda():
     env = "guess_my_city"
