@@ -68,7 +68,7 @@ def cmd_sft(args) -> None:
     for env in args.env:
         build_sft_checkpoint(env, epochs=args.epochs, eval_episodes=args.eval_episodes, seed=args.seed,
                              threads=args.threads, out=args.out, actor=overrides.get("actor"),
-                             sft_overrides=overrides.get("sft"), init=args.init)
+                             sft_overrides=overrides.get("sft"), init=args.init, device=args.device)
 
 
 def cmd_eval(args) -> None:
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where the actor trains")
     p.add_argument("--out", help="checkpoint dir (default: the shipped data/checkpoints/<env>/)")
     p.add_argument("--init", help="start from this saved actor and run only the DAgger rounds "
                                   "(--set sft.dagger_rounds=N), no behaviour cloning")

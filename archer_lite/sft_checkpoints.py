@@ -22,7 +22,7 @@ from archer_lite.data import demo_episodes, load_demos, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import evaluate
-from archer_lite.seeding import set_seed, set_threads
+from archer_lite.seeding import resolve_device, set_seed, set_threads
 from archer_lite.train import config_from_dict
 
 SFT_EPOCHS = {"twenty_questions": 5, "twenty_questions_subset": 8, "guess_my_city": 4,
@@ -105,13 +105,15 @@ def evaluate_actor(actor: Actor, env: str, episodes: int = 200, seed: int = EVAL
 def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, seed: int = 0,
                          threads: int = 1, out: str | Path | None = None,
                          actor: dict | None = None, sft_overrides: dict | None = None,
-                         init: str | Path | None = None) -> dict:
-    """Train, save and evaluate the SFT actor of ``env`` (seeded, ``threads`` torch threads).
+                         init: str | Path | None = None, device: str = "cpu") -> dict:
+    """Train, save and evaluate the SFT actor of ``env`` (seeded, ``threads`` torch threads, on
+    ``device``: "cpu", "cuda", "cuda:N", "mps" or "auto"; the checkpoint loads on any of them).
 
     ``out`` defaults to the shipped ``data/checkpoints/<env>/``; ``actor`` overrides ActorConfig
     fields (``{"n_layer": 4}``) and ``sft_overrides`` SFTConfig fields (``{"unlikelihood": 1.0}``),
     so a recipe can be tried without touching the shipped actor. ``init`` starts from a saved actor
     instead and skips behaviour cloning: only the DAgger rounds (``sft.dagger_rounds``) train it."""
+    dev = resolve_device(device)  # before anything is trained or written
     set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
@@ -124,7 +126,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     if init and (actor or not cfg.dagger_rounds):
         raise ValueError("--init starts from a saved actor and runs only DAgger: give it "
                          "--set sft.dagger_rounds=N (N >= 1) and no actor.* overrides.")
-    model = Actor.load(init) if init else Actor.from_config(actor_cfg, env=env)
+    model = (Actor.load(init) if init else Actor.from_config(actor_cfg, env=env)).to(dev)
     actor_cfg = model.config
     pairs = demo_pairs(env, cfg.demos, earlier=True)
     losses = [] if init else sft(model, pairs, cfg, seed=seed)
@@ -138,7 +140,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
               "final_loss": float(np.mean(losses[-20:])) if losses else None,
               "init": str(init) if init else None, "dagger_rounds": cfg.dagger_rounds,
               "dagger_episodes": cfg.dagger_episodes, "dagger": dagger_log,
-              "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0,
+              "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0, "device": str(dev),
               "eval_episodes": eval_episodes}
     report.update(demo_losses(model, env))
     report.update(evaluate_actor(model, env, eval_episodes))

@@ -56,6 +56,7 @@ def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
     (["eval", "--env", "corridor", "--actor", "/nonexistent"], "No actor checkpoint"),
     (["train", "--env", "corridor", "--device", "gpu"], "Unknown device 'gpu'; use 'cpu', 'cuda'"),
     (["eval", "--env", "corridor", "--device", "tpu"], "Unknown device 'tpu'"),
+    (["sft", "--env", "corridor", "--device", "gpu0"], "Unknown device 'gpu0'"),
     (["sft", "--env", "corridor", "--set", "actor.n_layr=4"], "Unknown ActorConfig field(s): n_layr"),
     (["sft", "--env", "corridor", "--set", "sft.window=4"], "Unknown SFTConfig field(s): window"),
     (["sft", "--env", "corridor", "--set", "epochs=4"], "sft --set takes actor.<field>=value"),

@@ -10,6 +10,7 @@ from archer_lite.actor import Actor
 from archer_lite.critic import DoubleCritic
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.seeding import resolve_device
+from archer_lite.sft_checkpoints import build_sft_checkpoint
 from archer_lite.train import TrainConfig, preset, read_metrics, train
 from tests.test_train import _numbers, tiny_config
 
@@ -33,6 +34,9 @@ def test_cuda_without_a_gpu_fails_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match="sees no CUDA GPU: install a CUDA build of torch .* or use device='cpu'"):
         train(tiny_config(tmp_path / "run", device="cuda"))
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        build_sft_checkpoint("corridor", epochs=1, eval_episodes=4, out=tmp_path / "sft", device="cuda")
+    assert not (tmp_path / "sft").exists()
 
 
 def test_a_checkpoint_saved_on_a_gpu_resumes_on_a_machine_without_one(tmp_path, monkeypatch):
@@ -50,6 +54,16 @@ def test_a_checkpoint_saved_on_a_gpu_resumes_on_a_machine_without_one(tmp_path, 
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=False)
     assert _numbers(train(tiny_config(tmp_path / "part", iterations=3))) == full
+
+
+@needs_cuda
+def test_an_sft_actor_trained_on_cuda_loads_and_plays_on_the_cpu(tmp_path):
+    report = build_sft_checkpoint("corridor", epochs=1, eval_episodes=4, out=tmp_path / "sft", device="cuda",
+                                  actor={"n_embd": 32, "n_head": 2})
+    assert report["device"] == "cuda" and math.isfinite(report["final_loss"])
+    actor = Actor.load(tmp_path / "sft")
+    assert actor.device.type == "cpu"
+    assert torch.isfinite(actor.utterance_logprob(["Position 0.\n"], ["right"])).all()
 
 
 @needs_cuda
