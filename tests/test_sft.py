@@ -191,5 +191,6 @@ def test_dagger_rounds_aggregate_the_labelled_states_and_train_on_them(actor):
                                              unlikelihood=0.0), progress=False)
     assert [r["round"] for r in log] == [0, 1]
     assert 4 <= log[0]["labelled_states"] < log[1]["labelled_states"] <= 2 * 4 * 20  # <= 20 turns each
-    assert all(0.0 <= r["played_repeat_rate"] <= 1.0 for r in log)
+    assert all(0.0 <= r["played_repeat_rate"] <= 1.0 and 0.0 <= r["played_success_rate"] <= 1.0
+               and -20.0 <= r["played_mean_return"] <= 0.0 for r in log)
     assert any(not torch.equal(v, start[k]) for k, v in actor.model.state_dict().items())

@@ -250,8 +250,8 @@ def dagger(actor: Actor, env_name: str, pairs: Sequence[tuple], cfg: SFTConfig, 
     (:func:`dagger_pairs`), and the actor trains ``cfg.dagger_epochs`` passes over the
     demonstration ``pairs`` plus every state labelled so far, at ``cfg.dagger_lr``.
 
-    Returns one record per round: the labelled states so far and the repeat rate of the actor's
-    episodes that round (before it trained on them)."""
+    Returns one record per round: the labelled states so far and the mean return, success and
+    repeat rates of the actor's sampled episodes that round (before it trained on them)."""
     rng, labelled, log = np.random.default_rng(seed), [], []
     round_cfg = replace(cfg, epochs=cfg.dagger_epochs, lr=cfg.dagger_lr)
     for k in range(cfg.dagger_rounds):
@@ -260,5 +260,7 @@ def dagger(actor: Actor, env_name: str, pairs: Sequence[tuple], cfg: SFTConfig, 
         turns = sum(len(t) for t in played)
         sft(actor, [*pairs, *labelled], round_cfg, seed=seed + 1 + k, progress=progress)
         log.append({"round": k, "labelled_states": len(labelled),
+                    "played_mean_return": float(np.mean([t.ret for t in played])),
+                    "played_success_rate": float(np.mean([t.success for t in played])),
                     "played_repeat_rate": sum(t.repeats for t in played) / turns})
     return log
