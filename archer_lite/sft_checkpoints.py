@@ -27,9 +27,9 @@ from archer_lite.train import config_from_dict
 
 SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_city": 4,
               "detective": 3, "minishop": 3, "corridor": 20}
-# MiniShop and Detective have no shipped actor yet: this recipe leaves the 0.56M actor
-# far from competent there (and so it did on full 20Q: all 2000 demos, 5 epochs + L_UL 3.0, 87 min: sampled -19.53, success 5.5%, vs
-# the noisy demos' -13.40; MiniShop, 3 epochs: success 0.5%, invalid 64%). 20Q with 20 epochs of
+# MiniShop and Detective have no shipped actor yet: this recipe leaves the 0.56M actor far from
+# competent there (MiniShop, 3 epochs: success 0.5%, invalid 64%), and so it did on full 20Q (all
+# 2000 demos, 5 epochs + L_UL 3.0, 87 min: sampled -19.53, success 5.5%, vs the noisy demos' -13.40). 20Q with 20 epochs of
 # plain BC in length windows (59 min) is no better sampled: -19.62, success 5%, repeats 7.7% (greedy
 # -17.56, success 31%; BC loss 2.93 on shipped demos, 3.93 on fresh ones).
 # Full 20Q as GuessMyCity (20,000 demos, plain BC, length windows; these defaults), 2 epochs, 41 min:

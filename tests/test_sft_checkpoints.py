@@ -27,13 +27,21 @@ def test_shipped_sft_actor_is_small_and_leaves_room_for_rl(env):
     assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.0  # RL actors: no dropout
 
 
-@pytest.mark.slow
-def test_subset_eval_json_is_what_the_checkpoint_plays():
+def replay(env: str, losses: bool = False) -> tuple[dict, dict]:
+    """The shipped actor's eval.json and what the checkpoint plays again now (one thread, seed 0),
+    with its demo losses first when ``losses``."""
     set_threads(1)
     set_seed(0)
-    path = DATA_DIR / "checkpoints" / "twenty_questions_subset"
-    report = json.loads((path / "eval.json").read_text())
-    again = evaluate_actor(Actor.load(path), "twenty_questions_subset", episodes=200)
+    path = DATA_DIR / "checkpoints" / env
+    actor = Actor.load(path)
+    again = demo_losses(actor, env) if losses else {}
+    again.update(evaluate_actor(actor, env, episodes=200))
+    return json.loads((path / "eval.json").read_text()), again
+
+
+@pytest.mark.slow
+def test_subset_eval_json_is_what_the_checkpoint_plays():
+    report, again = replay("twenty_questions_subset")
     for key in ("sampled_mean_return", "greedy_mean_return", "sampled_repeat_rate"):
         assert again[key] == pytest.approx(report[key], abs=1e-9), key
 
@@ -44,12 +52,7 @@ def test_guess_my_city_actor_generalises_and_rarely_repeats_itself():
     checkpoint does. Cloned from 20,000 demonstrations, the actor scores fresh ones as well as the
     ones it saw (the 40-epoch actor on 2,000: 1.30 vs 6.40 nats) and repeats an earlier utterance in
     under 5% of its sampled turns (that one: 7.3%)."""
-    set_threads(1)
-    set_seed(0)
-    path = DATA_DIR / "checkpoints" / "guess_my_city"
-    report = json.loads((path / "eval.json").read_text())
-    actor = Actor.load(path)
-    again = {**demo_losses(actor, "guess_my_city"), **evaluate_actor(actor, "guess_my_city", episodes=200)}
+    report, again = replay("guess_my_city", losses=True)
     for key in ("train_demo_loss", "heldout_demo_loss"):
         assert again[key] == pytest.approx(report[key], abs=1e-4), key
     for key in ("sampled_mean_return", "sampled_repeat_rate", "greedy_mean_return"):
@@ -64,11 +67,7 @@ def test_full_twenty_questions_actor_names_the_object_sometimes():
     """eval.json's sampled and greedy play is what the checkpoint does. Behaviour cloning alone
     left the actor asking valid questions without naming the object (sampled success 8%); after
     DAgger rounds it wins 20% sampled, 32% greedy, and is still far below the expert."""
-    set_threads(1)
-    set_seed(0)
-    path = DATA_DIR / "checkpoints" / "twenty_questions"
-    report = json.loads((path / "eval.json").read_text())
-    again = evaluate_actor(Actor.load(path), "twenty_questions", episodes=200)
+    report, again = replay("twenty_questions")
     for key in ("sampled_mean_return", "sampled_repeat_rate", "greedy_mean_return", "greedy_success_rate"):
         assert again[key] == pytest.approx(report[key], abs=1e-9), key
     assert report["demos"] == 20_000 and report["dagger_rounds"] >= 1
