@@ -612,6 +612,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                             threads: int = 0, report: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Run the unfinished cells of the grid (or, with ``report``, run nothing and summarise the
     finished cells plus the cells still under way in runs/bench/, marked "(partial)")."""
+    from archer_lite.seeding import machine_info
     from archer_lite.train import code_version, read_metrics, train
 
     out = out or RESULTS_DIR / "sample_efficiency.json"
@@ -654,6 +655,7 @@ def bench_sample_efficiency(envs: list[str], methods: list[str], seeds: list[int
                     data["cells"][key] = {"finished": True, "wall_seconds": _wall_seconds(metrics),
                                           "last_part_wall_seconds": time.perf_counter() - t0,
                                           "code_version": version, "start_actor": start_actor,
+                                          "machine": machine_info(cfg.device),
                                           "config": cfg.to_dict(), "metrics": metrics}
     summarize(data, out)
     return data

@@ -76,3 +76,21 @@ def accelerator_rng_devices() -> list[int]:
     import torch
 
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def machine_info(device: str = "cpu") -> dict[str, str]:
+    """What a run's exact numbers depend on besides the seed and the code: the torch version, the
+    CPU kernels torch picked ("AVX2", "AVX512", ...) and the GPU's name on a CUDA device. A seeded
+    run repeats bit for bit on the same kind of machine; on another CPU kind its losses differ by
+    about 1e-8 (relative) from the first critic step and an RL run's later numbers drift apart
+    (README)."""
+    import platform
+
+    import torch
+
+    info = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "machine": platform.machine()}
+    resolved = resolve_device(device, check_available=False)
+    if resolved.type == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(resolved)
+    return info

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from archer_lite.bench import (PPO_BUDGET_FACTOR, PPO_EVALUATIONS, PPO_KL_COEF, START_ACTOR_FILE, _locked_json, cell_config,
                                 retire_stale_cell, retire_stale_cells, start_actor_digest, summarize)
@@ -217,6 +218,7 @@ def test_a_cell_run_in_two_parts_records_the_time_of_both(tmp_path, monkeypatch,
     assert cell["wall_seconds"] == sum(r["time_iteration_s"] for r in cell["metrics"])
     assert cell["wall_seconds"] > cell["last_part_wall_seconds"] - 1.0  # both parts counted
     assert cell["code_version"]
+    assert cell["machine"]["cpu_capability"] and cell["machine"]["torch"] == torch.__version__
 
 
 def test_repeat_gap_probe_reports_the_critics_view_of_repeats(tmp_path):
