@@ -432,8 +432,9 @@ def guess_shares(trajectories, guesses: set[str]) -> dict[str, float]:
 
 def bench_strategies(env: str = "twenty_questions_subset", seed: int = 0, episodes: int = 64,
                      out: Path | None = None) -> dict[str, dict[str, float]]:
-    """How the SFT actor and each grid method's final actor (``seed``'s cell under runs/bench/)
-    play TwentyQuestions: do they ask or guess ("Is it a dog?"), and are their repeats guesses?
+    """How the SFT actor and the final actor of each grid method and variant (``seed``'s cell under
+    runs/bench/) play TwentyQuestions: do they ask or guess ("Is it a dog?"), and are their repeats
+    guesses?
     Sampled (temperature 1) on ``episodes`` fixed evaluation episodes. CHAI is left out: its
     actor stays the SFT actor (its policy reranks that actor's samples under the critic)."""
     from archer_lite.actor import Actor
@@ -448,7 +449,7 @@ def bench_strategies(env: str = "twenty_questions_subset", seed: int = 0, episod
         raise ValueError(f"strategies reads TwentyQuestions guesses; {env!r} is not a TwentyQuestions env.")
     guesses = {guess_question(name) for name in game.unwrapped.object_names}
     actors = {"SFT (start)": sft_checkpoint_dir(env)}
-    for method in (m for m in METHODS if m != "chai"):
+    for method in (m for m in METHODS + VARIANT_METHODS if m != "chai"):
         path = Path(cell_config(env, method, seed, 1).run_dir) / "checkpoint" / "actor"
         if path.exists():
             actors[method] = path

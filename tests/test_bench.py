@@ -277,6 +277,14 @@ def test_strategies_reads_the_sft_actor_and_refuses_other_envs(tmp_path, monkeyp
     assert row["utterances"] >= 4 and 0.0 <= row["guess_share"] <= 1.0 and 0.0 <= row["repeat_share"] <= 1.0
     assert -20.0 <= row["mean_return"] <= 0.0
     assert json.loads((tmp_path / "s.json").read_text())["actors"] == res
+    # a variant's cell is read as the paper's methods are (here: the SFT actor saved as its final actor)
+    import shutil
+
+    from archer_lite.train import sft_checkpoint_dir
+    cell = Path(cell_config("twenty_questions_subset", "archer_conservative", 0, 1).run_dir)
+    shutil.copytree(sft_checkpoint_dir("twenty_questions_subset"), cell / "checkpoint" / "actor")
+    both = bench_strategies("twenty_questions_subset", episodes=4, out=tmp_path / "s.json")
+    assert list(both) == ["SFT (start)", "archer_conservative"] and both["archer_conservative"] == row
     with pytest.raises(ValueError, match="not a TwentyQuestions env"):
         bench_strategies("guess_my_city", episodes=1, out=tmp_path / "g.json")
 
