@@ -22,7 +22,7 @@ from archer_lite.data import demo_episodes, load_demos, play_episode
 from archer_lite.envs import make_env
 from archer_lite.paths import sft_checkpoint_dir
 from archer_lite.rollout import evaluate
-from archer_lite.seeding import resolve_device, set_seed, set_threads
+from archer_lite.seeding import machine_info, resolve_device, set_seed, set_threads
 from archer_lite.train import config_from_dict
 
 SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_city": 4,
@@ -147,7 +147,7 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
               "init": str(init) if init else None, "dagger_rounds": cfg.dagger_rounds,
               "dagger_episodes": cfg.dagger_episodes, "dagger": dagger_log,
               "parameters": model.num_parameters(), "train_seconds": time.perf_counter() - t0, "device": str(dev),
-              "eval_episodes": eval_episodes}
+              "machine": machine_info(str(dev)), "eval_episodes": eval_episodes}
     report.update(demo_losses(model, env))
     report.update(evaluate_actor(model, env, eval_episodes))
     report.update(demonstrator_returns(env, eval_episodes))

@@ -267,7 +267,7 @@ def test_guess_shares_by_hand():
                    "repeats_that_are_guesses": 0.5, "mean_return": -2.0}
 
 
-def test_strategies_reads_the_sft_actor_and_refuses_other_envs(tmp_path, monkeypatch):
+def test_strategies_reads_the_sft_and_variant_actors_and_refuses_other_envs(tmp_path, monkeypatch):
     from archer_lite.bench import bench_strategies
 
     monkeypatch.chdir(tmp_path)  # no runs/bench here: only the shipped SFT actor is read

@@ -30,6 +30,7 @@ def test_sft_cli_builds_a_recipe_elsewhere_and_leaves_the_shipped_actor(tmp_path
     report = json.loads((out / "eval.json").read_text())
     assert report["actor"] == {"n_layer": 2, "n_embd": 32, "n_head": 2} and report["lr"] == 5e-4
     assert report["eval_episodes"] == 4 and (out / "model.safetensors").exists()
+    assert report["machine"]["cpu_capability"]  # what bit-exact rebuilding depends on (README)
     assert (sft_checkpoint_dir("corridor") / "model.safetensors").read_bytes() == shipped
 
 
