@@ -40,6 +40,8 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # `sft --init` 2 rounds (lr 3e-4), then 2 rounds at sft.dagger_lr=5e-4 (README: the commands).
 # Two more rounds at 5e-4 on the shipped actor (57 min, not shipped): -18.37 (was -18.69), success
 # 22%, greedy -16.13, but repeats 5.4% (was 5.5%): DAgger does not teach it to track what it asked.
+# One round at 5e-4 with L_UL 3.0 instead (59 min, 2 threads, not shipped: a new start actor retires
+# the full-20Q grid cells): -18.43, success 24%, greedy -15.82 (37%), repeats 4.2%, invalid 0.5%.
 # GuessMyCity, plain BC with length windows (200 evaluation episodes, sampled / greedy return).
 # On the 2,000 shipped demonstrations: 4 epochs -18.27 / -19.82 (success 15%), 16 epochs
 # -12.95 / -6.54, 16 epochs + L_UL 1.0 (3 earlier utterances scored) -12.77 / -6.03 (repeats 6.0%
