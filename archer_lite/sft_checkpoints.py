@@ -37,11 +37,11 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # cannot name the object: in held-out demo states with one candidate left it puts 32% on guessing
 # and 1.9% on the right object. DAgger on its own states (the demonstrator names the object in
 # every one-candidate state it reaches) teaches that: the shipped actor is these defaults, then
-# `sft --init` 2 rounds (lr 3e-4), then 2 rounds at sft.dagger_lr=5e-4 (README: the commands).
-# Two more rounds at 5e-4 on the shipped actor (57 min, not shipped): -18.37 (was -18.69), success
-# 22%, greedy -16.13, but repeats 5.4% (was 5.5%): DAgger does not teach it to track what it asked.
-# One round at 5e-4 with L_UL 3.0 instead (59 min, 2 threads, not shipped: a new start actor retires
-# the full-20Q grid cells): -18.43, success 24%, greedy -15.82 (37%), repeats 4.2%, invalid 0.5%.
+# `sft --init` 2 rounds (lr 3e-4), 2 rounds at sft.dagger_lr=5e-4 (-18.69, repeats 5.5%), then one
+# round at 5e-4 with L_UL 3.0 on its own states (README: the commands): -18.43, success 24%, greedy
+# -15.82 (37%), repeats 4.2%, invalid 0.5%. Two plain rounds at 5e-4 instead of that last one
+# (57 min, not shipped): -18.37, success 22%, greedy -16.13, but repeats 5.4%: DAgger alone does not
+# teach it to track what it asked.
 # GuessMyCity, plain BC with length windows (200 evaluation episodes, sampled / greedy return).
 # On the 2,000 shipped demonstrations: 4 epochs -18.27 / -19.82 (success 15%), 16 epochs
 # -12.95 / -6.54, 16 epochs + L_UL 1.0 (3 earlier utterances scored) -12.77 / -6.03 (repeats 6.0%
@@ -72,7 +72,8 @@ SFT_UNLIKELIHOOD = {"corridor": 0.0, "detective": 0.0, "minishop": 0.0, "guess_m
 """No penalty on repeats where repeating is part of playing well: the demonstrators say an earlier
 utterance again in 71% of Corridor turns ("go right" ...), 44% of Detective turns (moves) and 16%
 of MiniShop turns ("back", "next"), against 2% in GuessMyCity and < 1% in 20Q. GuessMyCity and
-full 20Q are plain BC on 20,000 demonstrations, which generalises instead of memorising (see above)."""
+full 20Q are plain BC on 20,000 demonstrations, which generalises instead of memorising (see above);
+full 20Q's last DAgger round adds the term back (`--set sft.unlikelihood=3.0`)."""
 EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
