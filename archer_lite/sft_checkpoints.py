@@ -57,6 +57,8 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # -12.27 / -12.77 / -12.46 after rounds 1-3, repeats 10.2% / 11.4% / 10.7%, invalid 11.5% -> 7.2%.
 # With L_UL 3.0 on the actor's own states (`sft --init data/checkpoints/twenty_questions_subset
 # --set sft.dagger_rounds=2`, 51 min): -13.60, repeats 7.8%, invalid 15.6%, greedy -8.92. Not shipped.
+# One round at lr 5e-4 with L_UL 10.0 (33 min): repeats 4.4%, but invalid 28%, -14.80, success 43.5%,
+# greedy -9.32: the mass leaves repeats for malformed text. Not shipped.
 SFT_DEMOS = {"guess_my_city": 20_000, "twenty_questions": 20_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
