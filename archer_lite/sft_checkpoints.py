@@ -58,7 +58,10 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # With L_UL 3.0 on the actor's own states (`sft --init data/checkpoints/twenty_questions_subset
 # --set sft.dagger_rounds=2`, 51 min): -13.60, repeats 7.8%, invalid 15.6%, greedy -8.92. Not shipped.
 # One round at lr 5e-4 with L_UL 10.0 (33 min): repeats 4.4%, but invalid 28%, -14.80, success 43.5%,
-# greedy -9.32: the mass leaves repeats for malformed text. Not shipped.
+# greedy -9.32: the mass leaves repeats for malformed text. Not shipped. GuessMyCity-style base (10,000
+# demos, 6 epochs, length windows, plain; 62 min): -9.63, repeats 10.4%, invalid 2.2%, greedy -3.60; then
+# one L_UL 3.0 round at 5e-4 (`--init` it, `--set sft.demos=10000 --set sft.length_window=20`, 71 min):
+# -9.57, success 82.5%, repeats 7.9%, invalid 3.3%, greedy -3.81. Not shipped (repeats over 5%).
 SFT_DEMOS = {"guess_my_city": 20_000, "twenty_questions": 20_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
