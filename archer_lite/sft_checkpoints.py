@@ -1,8 +1,9 @@
 """Build the shipped SFT actors: ``python -m archer_lite sft --env <name>``.
 
-Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``), with the
-unlikelihood term against repeats where a repeat is wasted (see :mod:`archer_lite.algorithms.sft`
-and ``SFT_UNLIKELIHOOD``), into a fresh tiny GPT-2, saves it to ``data/checkpoints/<env>/``
+Behaviour-clones the env's noisy demonstrations (``data/demos/<env>.jsonl``, or more of them from
+the same seeded demonstrator: ``SFT_DEMOS``) into a fresh tiny GPT-2 (DAgger rounds with the
+unlikelihood term against repeats, see :mod:`archer_lite.algorithms.sft`, then run on it with
+``--init``: README), saves it to ``data/checkpoints/<env>/``
 (safetensors, a few MB) and writes ``eval.json`` beside it: the SFT actor's sampled and greedy
 return, success, repeat and invalid rates on 200 fixed evaluation episodes, next to the scripted
 expert's and the noisy demonstrator's.
@@ -25,7 +26,7 @@ from archer_lite.rollout import evaluate
 from archer_lite.seeding import machine_info, resolve_device, set_seed, set_threads
 from archer_lite.train import config_from_dict
 
-SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_city": 4,
+SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 6, "guess_my_city": 4,
               "detective": 3, "minishop": 3, "corridor": 20}
 # MiniShop and Detective have no shipped actor yet: this recipe leaves the 0.56M actor far from
 # competent there (MiniShop, 3 epochs: success 0.5%, invalid 64%), and so it did on full 20Q (all
@@ -51,9 +52,9 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # -5.96 / -2.87 (success 92% / 95%, repeats 3.6%); the shipped 2,000 plus the next 18,000
 # (the recipe) -6.79 / -3.16 (success 87% / 94%, repeats 4.2%, BC loss 3.46 on shipped and fresh
 # demonstrations alike): shipped.
-# 20Q subset, DAgger from the shipped actor (sampled -14.05, repeats 9.3%, invalid 17.7%; 500 episodes
-# a round, 1 epoch over demos + labelled states at lr 3e-4): the actor plays better in its own states
-# but repeats as often. Plain BC rounds (unlikelihood 0, a first version of the loop, other seeds):
+# 20Q subset, DAgger from the actor shipped until 2026-12-07 (sampled -14.05, repeats 9.3%, invalid
+# 17.7%; 500 episodes a round, 1 epoch over demos + labelled states at lr 3e-4): the actor plays
+# better in its own states but repeats as often. Plain BC rounds (unlikelihood 0, a first version of the loop, other seeds):
 # -12.27 / -12.77 / -12.46 after rounds 1-3, repeats 10.2% / 11.4% / 10.7%, invalid 11.5% -> 7.2%.
 # With L_UL 3.0 on the actor's own states (`sft --init data/checkpoints/twenty_questions_subset
 # --set sft.dagger_rounds=2`, 51 min): -13.60, repeats 7.8%, invalid 15.6%, greedy -8.92. Not shipped.
@@ -62,23 +63,28 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 8, "guess_my_cit
 # demos, 6 epochs, length windows, plain; 62 min): -9.63, repeats 10.4%, invalid 2.2%, greedy -3.60; then
 # one L_UL 3.0 round at 5e-4 (`--init` it, `--set sft.demos=10000 --set sft.length_window=20`, 71 min):
 # -9.57, success 82.5%, repeats 7.9%, invalid 3.3%, greedy -3.81. Not shipped (repeats over 5%).
-SFT_DEMOS = {"guess_my_city": 20_000, "twenty_questions": 20_000}
+# A second round from that one at L_UL 10.0 (65 min): -10.22, success 75%, repeats 3.4%, invalid
+# 5.4%, greedy -3.46 (100%): shipped on 2026-12-07 (README: the three commands; these constants are
+# the first). The one before it (8 epochs on the 1,000 shipped demos, L_UL 3.0) played -14.05,
+# repeats 9.3%, invalid 17.7%.
+SFT_DEMOS = {"guess_my_city": 20_000, "twenty_questions": 20_000, "twenty_questions_subset": 10_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
 then repeats itself; 10x as many at a tenth of the epochs generalise (see above)."""
-SFT_LENGTH_WINDOW = {"guess_my_city": 20, "twenty_questions": 20}
+SFT_LENGTH_WINDOW = {"guess_my_city": 20, "twenty_questions": 20, "twenty_questions_subset": 20}
 """Envs whose SFT batches group similar state lengths (see SFTConfig.length_window): 4x faster
-epochs on GuessMyCity. The older shipped actors were built without (and rebuild as shipped)."""
+epochs on GuessMyCity. Corridor's shipped actor was built without (and rebuilds as shipped)."""
 SFT_MAX_EARLIER = {"twenty_questions": 2}
 """Full 20Q episodes are long (~14 turns): scoring every earlier utterance of every state makes the
 unlikelihood term costly, so it scores 2 of them per state (a uniform draw, see SFTConfig.max_earlier)."""
 SFT_UNLIKELIHOOD = {"corridor": 0.0, "detective": 0.0, "minishop": 0.0, "guess_my_city": 0.0,
-                    "twenty_questions": 0.0}
+                    "twenty_questions": 0.0, "twenty_questions_subset": 0.0}
 """No penalty on repeats where repeating is part of playing well: the demonstrators say an earlier
 utterance again in 71% of Corridor turns ("go right" ...), 44% of Detective turns (moves) and 16%
 of MiniShop turns ("back", "next"), against 2% in GuessMyCity and < 1% in 20Q. GuessMyCity and
-full 20Q are plain BC on 20,000 demonstrations, which generalises instead of memorising (see above);
-full 20Q's last DAgger round adds the term back (`--set sft.unlikelihood=3.0`)."""
+full 20Q (and the 20Q subset, on 10,000) are plain BC on 20,000 demonstrations, which generalises
+instead of memorising (see above); their DAgger rounds add the term back (`--set sft.unlikelihood=3.0`,
+then 10.0 for the subset's last)."""
 EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
