@@ -52,21 +52,13 @@ SFT_EPOCHS = {"twenty_questions": 2, "twenty_questions_subset": 6, "guess_my_cit
 # -5.96 / -2.87 (success 92% / 95%, repeats 3.6%); the shipped 2,000 plus the next 18,000
 # (the recipe) -6.79 / -3.16 (success 87% / 94%, repeats 4.2%, BC loss 3.46 on shipped and fresh
 # demonstrations alike): shipped.
-# 20Q subset, DAgger from the actor shipped until 2026-12-07 (sampled -14.05, repeats 9.3%, invalid
-# 17.7%; 500 episodes a round, 1 epoch over demos + labelled states at lr 3e-4): the actor plays
-# better in its own states but repeats as often. Plain BC rounds (unlikelihood 0, a first version of the loop, other seeds):
-# -12.27 / -12.77 / -12.46 after rounds 1-3, repeats 10.2% / 11.4% / 10.7%, invalid 11.5% -> 7.2%.
-# With L_UL 3.0 on the actor's own states (`sft --init data/checkpoints/twenty_questions_subset
-# --set sft.dagger_rounds=2`, 51 min): -13.60, repeats 7.8%, invalid 15.6%, greedy -8.92. Not shipped.
-# One round at lr 5e-4 with L_UL 10.0 (33 min): repeats 4.4%, but invalid 28%, -14.80, success 43.5%,
-# greedy -9.32: the mass leaves repeats for malformed text. Not shipped. GuessMyCity-style base (10,000
-# demos, 6 epochs, length windows, plain; 62 min): -9.63, repeats 10.4%, invalid 2.2%, greedy -3.60; then
-# one L_UL 3.0 round at 5e-4 (`--init` it, `--set sft.demos=10000 --set sft.length_window=20`, 71 min):
-# -9.57, success 82.5%, repeats 7.9%, invalid 3.3%, greedy -3.81. Not shipped (repeats over 5%).
-# A second round from that one at L_UL 10.0 (65 min): -10.22, success 75%, repeats 3.4%, invalid
-# 5.4%, greedy -3.46 (100%): shipped on 2026-12-07 (README: the three commands; these constants are
-# the first). The one before it (8 epochs on the 1,000 shipped demos, L_UL 3.0) played -14.05,
-# repeats 9.3%, invalid 17.7%.
+# 20Q subset (README: the trials and the three commands). The actor shipped until 2026-12-07 (8
+# epochs on the 1,000 shipped demos, L_UL 3.0) played -14.05, repeats 9.3%, invalid 17.7%; DAgger
+# rounds from it, plain or with L_UL 3.0, left repeats at 7.8-11%, and one at L_UL 10.0 reached 4.4%
+# only by moving mass to malformed text (invalid 28%). The current one: these constants (10,000
+# demos, 6 epochs, length windows, plain; -9.63, repeats 10.4%, invalid 2.2%), then one DAgger round
+# at lr 5e-4 with L_UL 3.0 (-9.57, repeats 7.9%), then one with L_UL 10.0: -10.22, success 75%,
+# repeats 3.4%, invalid 5.4%, greedy -3.46 (100%).
 SFT_DEMOS = {"guess_my_city": 20_000, "twenty_questions": 20_000, "twenty_questions_subset": 10_000}
 """Envs that clone more demonstrations than data/demos/ ships: the same seeded demonstrator plays
 the rest at SFT time (see SFTConfig.demos). The tiny actor memorises 2,000 GuessMyCity episodes and
@@ -81,10 +73,10 @@ SFT_UNLIKELIHOOD = {"corridor": 0.0, "detective": 0.0, "minishop": 0.0, "guess_m
                     "twenty_questions": 0.0, "twenty_questions_subset": 0.0}
 """No penalty on repeats where repeating is part of playing well: the demonstrators say an earlier
 utterance again in 71% of Corridor turns ("go right" ...), 44% of Detective turns (moves) and 16%
-of MiniShop turns ("back", "next"), against 2% in GuessMyCity and < 1% in 20Q. GuessMyCity and
-full 20Q (and the 20Q subset, on 10,000) are plain BC on 20,000 demonstrations, which generalises
-instead of memorising (see above); their DAgger rounds add the term back (`--set sft.unlikelihood=3.0`,
-then 10.0 for the subset's last)."""
+of MiniShop turns ("back", "next"), against 2% in GuessMyCity and < 1% in 20Q. GuessMyCity, full
+20Q and the 20Q subset start from plain BC on many demonstrations (20,000; 10,000 for the subset),
+which generalises instead of memorising (see above); the 20Q actors' DAgger rounds add the term
+back (`--set sft.unlikelihood=3.0`, then 10.0 for the subset's last round)."""
 EVAL_SEED = 10_000_000
 """Evaluation episodes use seeds from here on (never a training or demo seed)."""
 
