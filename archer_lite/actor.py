@@ -39,6 +39,10 @@ LORA_TARGETS = {
     "opt": ["q_proj", "k_proj", "v_proj", "out_proj"],
 }
 """LoRA target modules per ``config.model_type`` (the reference code hard-coded Llama's)."""
+LORA_BASE_DIR = "base"
+"""Where a LoRA actor's checkpoint keeps the weights under its adapters, unless they are a hub
+model (``"gpt2"``) that ``from_pretrained`` finds again: a scratch model has no other copy, and a
+local path (the shipped SFT actor) may be rebuilt or absent on the machine that loads it."""
 
 
 @dataclass
@@ -91,6 +95,12 @@ def build_tiny_gpt2(tokenizer, n_layer: int = 2, n_embd: int = 128, n_head: int 
                         bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return GPT2LMHeadModel(config)
+
+
+def _base_needs_copy(model) -> bool:
+    """Does a LoRA checkpoint need its own copy of the base weights? (see LORA_BASE_DIR)"""
+    name = model.get_base_model().config.name_or_path
+    return not name or Path(name).exists() or Path(name).is_absolute()
 
 
 @contextlib.contextmanager
@@ -298,8 +308,16 @@ class Actor(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar on every checkpoint
         self.model.save_pretrained(str(path))
+        if self.config.lora and _base_needs_copy(self.model):
+            self._save_lora_base(path / LORA_BASE_DIR)
         self.tokenizer.save_pretrained(str(path))
         (path / "actor_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    def _save_lora_base(self, path: Path) -> None:
+        """The weights under the adapters, as a plain model (LoRA layers unwrapped) at ``path``."""
+        base = self.model.get_base_model()
+        state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if "lora_" not in k}
+        base.save_pretrained(str(path), state_dict=state)
 
     @classmethod
     def load(cls, path: str | Path) -> "Actor":
@@ -322,6 +340,11 @@ class Actor(nn.Module):
                 from peft import PeftModel
 
                 base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+                if (path / LORA_BASE_DIR).exists():  # the base weights travel with the adapters
+                    base = str(path / LORA_BASE_DIR)
+                elif base is None:
+                    raise ValueError("the adapters' base model was never saved (no base/ folder and no "
+                                     "base_model_name_or_path in adapter_config.json)")
                 with _quiet_peft():
                     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(path),
                                                       is_trainable=True)

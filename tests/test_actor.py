@@ -88,6 +88,36 @@ def test_lora_on_gpt2_targets_c_attn(tmp_path):
     assert LORA_TARGETS["llama"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+def test_a_lora_checkpoint_carries_its_base_weights(tmp_path):
+    """Adapters on a scratch model (no other copy of the base) or on a local checkpoint (which may
+    be rebuilt, or absent where the checkpoint is loaded) save the base beside them; a hub id does
+    not. Without a base anywhere, loading says so."""
+    import shutil
+
+    from archer_lite.actor import LORA_BASE_DIR, _base_needs_copy
+
+    set_seed(0)
+    actor = Actor.from_config(ActorConfig(n_embd=32, n_layer=1, n_head=2, lora=True, lora_r=4), env="corridor")
+    with torch.no_grad():
+        for p in actor.model.parameters():
+            if p.requires_grad:
+                p.add_(0.05)  # adapters away from B = 0, so the round trip depends on both halves
+    actor.save(tmp_path / "a")
+    assert (tmp_path / "a" / LORA_BASE_DIR / "model.safetensors").exists()
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    states, actions = ["You are at 0."], ["right"]
+    with torch.no_grad():
+        torch.testing.assert_close(Actor.load(tmp_path / "moved").utterance_logprob(states, actions),
+                                   actor.utterance_logprob(states, actions), rtol=0, atol=1e-6)
+    actor.model.get_base_model().config.name_or_path = "gpt2"
+    assert not _base_needs_copy(actor.model)
+    actor.model.get_base_model().config.name_or_path = str(tmp_path)
+    assert _base_needs_copy(actor.model)
+    shutil.rmtree(tmp_path / "moved" / LORA_BASE_DIR)
+    with pytest.raises(ValueError, match="base model was never saved"):
+        Actor.load(tmp_path / "moved")
+
+
 def test_bad_config_values():
     with pytest.raises(ValueError, match="temperature"):
         ActorConfig(temperature=0)

@@ -12,12 +12,15 @@ TINY = {"actor": {"n_embd": 32, "n_layer": 1, "n_head": 2, "max_utterance_tokens
 
 
 def tiny_config(run_dir, algo="archer", iterations=3, eval_every=2, **kw):
+    """A seconds-long run on the corridor; ``kw`` overrides fields, nested dicts merge into sections."""
+    fields = {"archer": {"critic_steps": 2, "actor_steps": 1, "batch_size": 8, "warmup_iterations": 1},
+              "filtered_bc": {"steps": 1, "batch_size": 8}, "ppo": {"epochs": 1, "minibatch_size": 8},
+              **{k: dict(v) for k, v in TINY.items()}}
+    for key, value in kw.items():
+        fields[key] = {**fields[key], **value} if isinstance(value, dict) and key in fields else value
     return preset("cpu_course", env="corridor", algo=algo, init_actor="scratch", iterations=iterations,
                   rollout_trajectories=4, rollout_batch=4, eval_every=eval_every, eval_episodes=4,
-                  run_dir=str(run_dir), progress=False, threads=1,
-                  archer={"critic_steps": 2, "actor_steps": 1, "batch_size": 8, "warmup_iterations": 1},
-                  filtered_bc={"steps": 1, "batch_size": 8}, ppo={"epochs": 1, "minibatch_size": 8},
-                  **TINY, **kw)
+                  run_dir=str(run_dir), progress=False, threads=1, **fields)
 
 
 def _numbers(run_dir):
@@ -39,12 +42,18 @@ def test_different_seeds_differ(tmp_path):
     assert a != b
 
 
-@pytest.mark.parametrize("algo", ["archer", "filtered_bc"])
-def test_resume_equals_uninterrupted(tmp_path, algo):
-    full = _numbers(train(tiny_config(tmp_path / "full", algo, iterations=4)))
-    train(tiny_config(tmp_path / "part", algo, iterations=2))
-    resumed = _numbers(train(tiny_config(tmp_path / "part", algo, iterations=4)))
-    assert resumed == full
+@pytest.mark.parametrize("algo,overrides", [
+    ("archer", {}), ("archer_baseline", {}), ("chai", {}), ("filtered_bc", {}),
+    ("ppo", {"ppo": {"kl_coef": 0.05}}),  # the grid's PPO: its reference policy is checkpointed too
+    ("archer", {"archer": {"kl_coef": 0.05, "conservative_coef": 1.0}}),
+    ("filtered_bc", {"actor": {"lora": True}}),  # adapters on a scratch base: the base must be saved
+], ids=["archer", "archer_baseline", "chai", "filtered_bc", "ppo_kl", "archer_kl_conservative", "lora"])
+def test_resume_equals_uninterrupted(tmp_path, algo, overrides):
+    """Every grid method resumes to the numbers of an uninterrupted run (grid cells resume often)."""
+    full = _numbers(train(tiny_config(tmp_path / "full", algo, iterations=4, **overrides)))
+    train(tiny_config(tmp_path / "part", algo, iterations=2, **overrides))
+    resumed = _numbers(train(tiny_config(tmp_path / "part", algo, iterations=4, **overrides)))
+    assert len(full) == 4 and resumed == full
 
 
 def test_stop_inside_checkpoint_swap_resumes_from_the_new_checkpoint(tmp_path):
