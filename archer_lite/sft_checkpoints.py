@@ -131,12 +131,12 @@ def build_sft_checkpoint(env: str, epochs: int = 0, eval_episodes: int = 200, se
     set_threads(threads)
     set_seed(seed)
     t0 = time.perf_counter()
-    actor_cfg = config_from_dict(ActorConfig, actor or {})
+    actor_cfg = config_from_dict(ActorConfig, actor or {}, "actor.")
     cfg = config_from_dict(SFTConfig, {"epochs": epochs or SFT_EPOCHS.get(env, 4),
                                        "max_earlier": SFT_MAX_EARLIER.get(env, 0),
                                        "unlikelihood": SFT_UNLIKELIHOOD.get(env, SFTConfig.unlikelihood),
                                        "length_window": SFT_LENGTH_WINDOW.get(env, 0),
-                                       "demos": SFT_DEMOS.get(env, 0), **(sft_overrides or {})})
+                                       "demos": SFT_DEMOS.get(env, 0), **(sft_overrides or {})}, "sft.")
     if init and (actor or not cfg.dagger_rounds):
         raise ValueError("--init starts from a saved actor and runs only DAgger: give it "
                          "--set sft.dagger_rounds=N (N >= 1) and no actor.* overrides.")

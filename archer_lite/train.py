@@ -16,6 +16,8 @@ import json
 import random
 import subprocess
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,9 @@ class TrainConfig:
         if self.iterations < 0 or self.rollout_trajectories < 1 or self.eval_every < 1:
             raise ValueError("iterations must be >= 0, rollout_trajectories and eval_every >= 1.")
         resolve_device(self.device, check_available=False)  # a config may be written for another machine
+        if self.ppo:  # checked now, not when PPO is built: a typo fails before anything runs
+            from archer_lite.algorithms.ppo import PPOConfig
+            config_from_dict(PPOConfig, self.ppo, "ppo.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,19 +103,50 @@ class TrainConfig:
         return config_from_dict(cls, data)
 
 
-def config_from_dict(cls, data: dict[str, Any]):
+def config_from_dict(cls, data: dict[str, Any], prefix: str = ""):
     """A ``cls`` config dataclass from ``data`` (nested dicts build nested configs); unknown keys
-    raise one error naming them and the known ones."""
+    raise one error naming them and the known ones, and a value of the wrong type (``--set
+    actor.lora=maybe``) one naming the field and the type it takes. ``prefix`` is the section's
+    place in ``--set`` keys ("actor.")."""
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
         raise ValueError(f"Unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}. "
                          f"Known: {', '.join(known)}.")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None
-        kwargs[name] = config_from_dict(type(default), value) if is_dataclass(default) and isinstance(value, dict) else value
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = config_from_dict(type(default), value, f"{prefix}{name}.")
+            continue
+        _check_type(prefix + name, value, hints[name])
+        kwargs[name] = value
     return cls(**kwargs)
+
+
+_TYPE_EXAMPLES = {bool: "true or false", int: "a whole number, e.g. 4", float: "a number, e.g. 1e-4",
+                  str: "text", dict: 'a JSON object, e.g. {"kl_coef": 0.05}'}
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    """Raise if ``value`` cannot be a ``hint`` (bool, int, float, str, dict or a union of them);
+    ints pass for floats, bools pass only for bools."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+    def fits(t) -> bool:
+        if t is type(None):
+            return value is None
+        if t is bool:
+            return isinstance(value, bool)
+        if t in (int, float):
+            return isinstance(value, (int, float) if t is float else int) and not isinstance(value, bool)
+        return not isinstance(t, type) or isinstance(value, t)
+
+    if not any(fits(t) for t in allowed):
+        wanted = " or ".join(_TYPE_EXAMPLES.get(t, getattr(t, "__name__", str(t))) for t in allowed)
+        raise ValueError(f"{key} takes {wanted} (got {value!r}); on the command line: "
+                         f"--set {key}=<value>, the value written as JSON (true, 4, 1e-4, \"text\").")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -166,7 +202,7 @@ def build_algorithm(cfg: TrainConfig, actor: Actor):
         return FilteredBC(actor, cfg.filtered_bc, seed=cfg.seed)
     from archer_lite.algorithms.ppo import PPO, PPOConfig
 
-    return PPO(actor, PPOConfig(**cfg.ppo), seed=cfg.seed)
+    return PPO(actor, config_from_dict(PPOConfig, cfg.ppo, "ppo."), seed=cfg.seed)
 
 
 def evaluate(algo, env: str, episodes: int, seed: int, batch: int = 32) -> dict[str, float]:

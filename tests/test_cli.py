@@ -63,6 +63,12 @@ def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
     (["sft", "--env", "corridor", "--set", "epochs=4"], "sft --set takes actor.<field>=value"),
     (["sft", "--env", "corridor", "detective", "--out", "/tmp/x"], "give one --env"),
     (["sft", "--env", "corridor", "--init", "data/checkpoints/corridor"], "sft.dagger_rounds=N"),
+    (["train", "--env", "corridor", "--set", "actor.lora=maybe"], "actor.lora takes true or false (got 'maybe')"),
+    (["train", "--env", "corridor", "--set", "archer.actor_lr=1e-4x"], "archer.actor_lr takes a number"),
+    (["train", "--env", "corridor", "--set", "eval_episodes=6.5"], "eval_episodes takes a whole number"),
+    (["train", "--env", "corridor", "--algo", "ppo", "--set", "ppo.kl_coef=x"], "ppo.kl_coef takes a number"),
+    (["train", "--env", "corridor", "--algo", "ppo", "--set", "ppo.klcoef=0.1"], "Unknown PPOConfig field(s): klcoef"),
+    (["sft", "--env", "corridor", "--set", "sft.epochs=two"], "sft.epochs takes a whole number"),
 ])
 def test_bad_input_exits_with_one_clear_message(args, message, capsys):
     with pytest.raises(SystemExit):

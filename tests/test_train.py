@@ -92,6 +92,11 @@ def test_config_errors_name_the_fix():
         TrainConfig.from_dict({"iteratons": 3})
     with pytest.raises(ValueError, match="gamma"):
         preset("cpu_course", archer={"gamma": 1.5})
+    with pytest.raises(ValueError, match="actor.lora takes true or false"):
+        preset("cpu_course", actor={"lora": 1})  # a bool field takes only a bool
+    with pytest.raises(ValueError, match="archer.batch_size takes a whole number"):
+        preset("cpu_course", archer={"batch_size": True})
+    assert preset("cpu_course", archer={"tau": 1}).archer.tau == 1  # an int is a float
     with pytest.raises(ValueError, match="preset"):
         preset("gpu_huge")
     with pytest.raises(FileNotFoundError, match="sft"):
