@@ -100,7 +100,9 @@ def build_tiny_gpt2(tokenizer, n_layer: int = 2, n_embd: int = 128, n_head: int 
 def _base_needs_copy(model) -> bool:
     """Does a LoRA checkpoint need its own copy of the base weights? (see LORA_BASE_DIR)"""
     name = model.get_base_model().config.name_or_path
-    return not name or Path(name).exists() or Path(name).is_absolute()
+    hub_id = (bool(name) and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+              and not Path(name).exists())  # "gpt2", "org/model"
+    return not hub_id
 
 
 @contextlib.contextmanager

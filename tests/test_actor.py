@@ -109,10 +109,10 @@ def test_a_lora_checkpoint_carries_its_base_weights(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(Actor.load(tmp_path / "moved").utterance_logprob(states, actions),
                                    actor.utterance_logprob(states, actions), rtol=0, atol=1e-6)
-    actor.model.get_base_model().config.name_or_path = "gpt2"
-    assert not _base_needs_copy(actor.model)
-    actor.model.get_base_model().config.name_or_path = str(tmp_path)
-    assert _base_needs_copy(actor.model)
+    for name, copied in (("gpt2", False), ("openai-community/gpt2", False), (str(tmp_path), True),
+                         ("/gone/sft", True), ("data/checkpoints/twenty_questions", True), ("", True)):
+        actor.model.get_base_model().config.name_or_path = name
+        assert _base_needs_copy(actor.model) == copied, name
     shutil.rmtree(tmp_path / "moved" / LORA_BASE_DIR)
     with pytest.raises(ValueError, match="base model was never saved"):
         Actor.load(tmp_path / "moved")
