@@ -137,10 +137,10 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
     def fits(t) -> bool:
         if t is type(None):
             return value is None
-        if t is bool:
-            return isinstance(value, bool)
-        if t in (int, float):
-            return isinstance(value, (int, float) if t is float else int) and not isinstance(value, bool)
+        if t is bool or isinstance(value, bool):  # bool is an int subclass: only a bool field takes one
+            return t is bool and isinstance(value, bool)
+        if t is float:
+            return isinstance(value, (int, float))
         return not isinstance(t, type) or isinstance(value, t)
 
     if not any(fits(t) for t in allowed):
