@@ -19,14 +19,41 @@ import time
 from pathlib import Path
 
 
-def _parse_value(text: str):
+def _parse_value(text: str, text_field: bool = False):
+    """A ``--set`` value: JSON (true, 4, 1e-4, "text", {...}), else the text itself. For a text field
+    the text is kept as it is unless it is a quoted JSON string (``--set run_dir=2024`` -> "2024")."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    return text if text_field and not isinstance(value, str) else value
 
 
-def _overrides(pairs: list[str]) -> dict:
+def _is_text_field(config, parts: list[str]) -> bool:
+    """Whether the dotted ``--set`` key ``parts`` names a plain ``str`` field of ``config`` (a config
+    dataclass, or a dict of them by section name: ``{"actor": ActorConfig, "sft": SFTConfig}``)."""
+    import typing
+    from dataclasses import fields, is_dataclass
+
+    for i, part in enumerate(parts):
+        if isinstance(config, dict):
+            config = config.get(part)
+            continue
+        if not is_dataclass(config):
+            return False
+        field = {f.name: f for f in fields(config)}.get(part)
+        if field is None:
+            return False
+        if i == len(parts) - 1:
+            return typing.get_type_hints(config)[part] is str
+        default = field.default_factory() if callable(field.default_factory) else None
+        config = type(default) if is_dataclass(default) else None
+    return False
+
+
+def _overrides(pairs: list[str], config=None) -> dict:
+    """``--set key=value`` pairs as a nested dict; ``config`` (see :func:`_is_text_field`) lets a
+    text field take text that reads as a number (``--set run_dir=2024``)."""
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
@@ -36,29 +63,41 @@ def _overrides(pairs: list[str]) -> dict:
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(value, config is not None and _is_text_field(config, parts))
     return out
 
 
-def cmd_train(args) -> None:
-    from archer_lite.train import preset, train
+TRAIN_FLAGS = {"env": "twenty_questions_subset", "algo": "archer", "seed": 0, "run_dir": None,
+               "iterations": None, "device": None}
+"""``train``'s flags that set a TrainConfig field, with their defaults (None: the preset's, and for
+run_dir runs/<env>_<algo>_s<seed>); ``--set`` may set the same fields instead."""
 
-    overrides = _overrides(args.set)
-    overrides.update(env=args.env, algo=args.algo, seed=args.seed,
-                     run_dir=args.run_dir or f"runs/{args.env}_{args.algo}_s{args.seed}")
-    if args.iterations is not None:
-        overrides["iterations"] = args.iterations
-    if args.device is not None:
-        overrides["device"] = args.device
+
+def cmd_train(args) -> None:
+    from archer_lite.train import TrainConfig, preset, train
+
+    overrides = _overrides(args.set, TrainConfig)
+    for key, default in TRAIN_FLAGS.items():  # a flag and --set of one field: both count, never silently
+        flag = getattr(args, key)
+        if flag is not None and key in overrides and overrides[key] != flag:
+            raise ValueError(f"--{key.replace('_', '-')} {flag} and --set {key}={overrides[key]} disagree; "
+                             f"give {key} once.")
+        if flag is not None:
+            overrides[key] = flag
+        elif key not in overrides and default is not None:
+            overrides[key] = default
+    overrides.setdefault("run_dir", f"runs/{overrides['env']}_{overrides['algo']}_s{overrides['seed']}")
     cfg = preset(args.preset, **overrides)
     run = train(cfg)
     print(f"run written to {run}/ (config.json, metrics.jsonl, checkpoint/)")
 
 
 def cmd_sft(args) -> None:
+    from archer_lite.actor import ActorConfig
+    from archer_lite.algorithms.sft import SFTConfig
     from archer_lite.sft_checkpoints import build_sft_checkpoint
 
-    overrides = _overrides(args.set)
+    overrides = _overrides(args.set, {"actor": ActorConfig, "sft": SFTConfig})
     unknown = sorted(set(overrides) - {"actor", "sft"})
     if unknown or not all(isinstance(v, dict) for v in overrides.values()):
         raise ValueError("sft --set takes actor.<field>=value or sft.<field>=value "
@@ -94,10 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a policy (ArCHer or a baseline)")
-    p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
-    p.add_argument("--algo", default="archer", choices=list(ALGOS))
+    p.add_argument("--env", choices=list(ENVS), help="default: twenty_questions_subset")
+    p.add_argument("--algo", choices=list(ALGOS), help="default: archer")
     p.add_argument("--preset", default="cpu_course", choices=list(PRESETS))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="default: 0")
     p.add_argument("--iterations", type=int)
     p.add_argument("--run-dir")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto (the GPU when there is one)")

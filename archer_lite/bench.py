@@ -803,9 +803,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_throughput(args.env, args.batch, out=args.out, device=args.device)
     elif args.what in ("repeat-gap", "invalid-gap"):
         from archer_lite.__main__ import _overrides
+        from archer_lite.train import TrainConfig
 
         probe = bench_repeat_gap if args.what == "repeat-gap" else bench_invalid_gap
-        probe(args.env, args.steps, out=args.out, overrides=_overrides(args.set))
+        probe(args.env, args.steps, out=args.out, overrides=_overrides(args.set, TrainConfig))
     elif args.what == "strategies":
         bench_strategies(args.env, args.seed, args.episodes)
     elif args.retire_stale:

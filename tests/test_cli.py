@@ -69,9 +69,37 @@ def test_sft_cli_runs_dagger_from_a_saved_actor_without_cloning_again(tmp_path):
     (["train", "--env", "corridor", "--algo", "ppo", "--set", "ppo.kl_coef=x"], "ppo.kl_coef takes a number"),
     (["train", "--env", "corridor", "--algo", "ppo", "--set", "ppo.klcoef=0.1"], "Unknown PPOConfig field(s): klcoef"),
     (["sft", "--env", "corridor", "--set", "sft.epochs=two"], "sft.epochs takes a whole number"),
+    (["train", "--env", "corridor", "--set", "env=detective"], "--env corridor and --set env=detective disagree"),
+    (["train", "--seed", "1", "--set", "seed=2"], "--seed 1 and --set seed=2 disagree"),
+    (["train", "--set", "env=nowhere"], "Unknown environment 'nowhere'"),
 ])
 def test_bad_input_exits_with_one_clear_message(args, message, capsys):
     with pytest.raises(SystemExit):
         main(args)
     captured = capsys.readouterr()
     assert message in captured.err + captured.out
+
+
+def test_set_keeps_text_that_reads_as_a_number_for_text_fields():
+    from archer_lite.__main__ import _overrides
+    from archer_lite.actor import ActorConfig
+    from archer_lite.algorithms.sft import SFTConfig
+    from archer_lite.train import TrainConfig, preset
+
+    got = _overrides(["run_dir=2024", "init_actor=\"7\"", "actor.model=123", "archer.actor_lr=1e-4",
+                      "progress=false", "archer.gama=1", "critic.encoder=null"], TrainConfig)
+    assert got == {"run_dir": "2024", "init_actor": "7", "actor": {"model": "123"},
+                   "archer": {"actor_lr": 1e-4, "gama": 1}, "progress": False,
+                   "critic": {"encoder": "null"}}
+    assert _overrides(["run_dir=2024"]) == {"run_dir": 2024}  # without a config: JSON as before
+    assert preset("cpu_course", **_overrides(["run_dir=2024"], TrainConfig)).run_dir == "2024"
+    sft = _overrides(["actor.tokenizer=42", "sft.lr=5e-4"], {"actor": ActorConfig, "sft": SFTConfig})
+    assert sft == {"actor": {"tokenizer": "42"}, "sft": {"lr": 5e-4}}
+
+
+def test_set_may_give_what_a_flag_gives(tmp_path):
+    run = tmp_path / "2024"
+    main(["train", "--iterations", "0", "--set", "env=corridor", "--set", "seed=2", "--set", f"run_dir={run}",
+          "--set", "algo=filtered_bc", "--set", "progress=false"])
+    config = json.loads((run / "config.json").read_text())
+    assert (config["env"], config["seed"], config["algo"], config["run_dir"]) == ("corridor", 2, "filtered_bc", str(run))
