@@ -32,23 +32,11 @@ def _parse_value(text: str, text_field: bool = False):
 def _is_text_field(config, parts: list[str]) -> bool:
     """Whether the dotted ``--set`` key ``parts`` names a plain ``str`` field of ``config`` (a config
     dataclass, or a dict of them by section name: ``{"actor": ActorConfig, "sft": SFTConfig}``)."""
-    import typing
-    from dataclasses import fields, is_dataclass
+    from archer_lite.train import field_type
 
-    for i, part in enumerate(parts):
-        if isinstance(config, dict):
-            config = config.get(part)
-            continue
-        if not is_dataclass(config):
-            return False
-        field = {f.name: f for f in fields(config)}.get(part)
-        if field is None:
-            return False
-        if i == len(parts) - 1:
-            return typing.get_type_hints(config)[part] is str
-        default = field.default_factory() if callable(field.default_factory) else None
-        config = type(default) if is_dataclass(default) else None
-    return False
+    if isinstance(config, dict):
+        config, parts = config.get(parts[0]), parts[1:]
+    return config is not None and bool(parts) and field_type(config, parts) is str
 
 
 def _overrides(pairs: list[str], config=None) -> dict:

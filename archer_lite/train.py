@@ -116,13 +116,30 @@ def config_from_dict(cls, data: dict[str, Any], prefix: str = ""):
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) else None
-        if is_dataclass(default) and isinstance(value, dict):
-            kwargs[name] = config_from_dict(type(default), value, f"{prefix}{name}.")
+        section = _section(known[name])
+        if section is not None and isinstance(value, dict):
+            kwargs[name] = config_from_dict(section, value, f"{prefix}{name}.")
             continue
         _check_type(prefix + name, value, hints[name])
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _section(f) -> type | None:
+    """The config dataclass a field holds (TrainConfig.actor -> ActorConfig), else None."""
+    default = f.default_factory() if callable(f.default_factory) else None
+    return type(default) if is_dataclass(default) else None
+
+
+def field_type(cls, key: list[str]) -> Any:
+    """The annotation of the dotted field ``key`` of config dataclass ``cls`` (["archer",
+    "actor_lr"] -> float), or None when there is no such field."""
+    for part in key[:-1]:
+        f = {f.name: f for f in fields(cls)}.get(part)
+        cls = _section(f) if f is not None else None
+        if cls is None:
+            return None
+    return typing.get_type_hints(cls).get(key[-1])
 
 
 _TYPE_EXAMPLES = {bool: "true or false", int: "a whole number, e.g. 4", float: "a number, e.g. 1e-4",
