@@ -750,36 +750,46 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m archer_lite.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu, cuda, cuda:N or auto: where throughput and sample-efficiency run")
+    # --threads and --device go before or after the subcommand; a subcommand's copies default to
+    # SUPPRESS, so they set a value only when given there (and then win over one given before)
+    common = argparse.ArgumentParser(add_help=False)
+    for target, unset in ((parser, False), (common, True)):
+        target.add_argument("--threads", type=int, default=argparse.SUPPRESS if unset else 0,
+                            help="torch threads (0 = all cores; a sample-efficiency cell: its preset's "
+                                 "2, so give each cell 1 when two cells share 2 cores)")
+        target.add_argument("--device", default=argparse.SUPPRESS if unset else "cpu",
+                            help="cpu, cuda, cuda:N or auto: where throughput and sample-efficiency run")
     sub = parser.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("envs")
+
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p = add("envs")
     p.add_argument("--episodes", type=int, default=1000)
-    p = sub.add_parser("cell-speed", help="seconds per iteration of each grid cell's config on --device")
+    p = add("cell-speed", help="seconds per iteration of each grid cell's config on --device")
     p.add_argument("--envs", nargs="+", default=["guess_my_city"], choices=list(ENVS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + VARIANT_METHODS))
     p.add_argument("--measured", type=int, default=2, help="iterations timed after the warm-up")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/cell_speed_DEVICE.json)")
-    p = sub.add_parser("throughput")
+    p = add("throughput")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--out", type=Path, default=None, help="results JSON (default data/benchmarks/throughput*.json)")
     for name, env, question in (
             ("repeat-gap", "twenty_questions_subset", "see repeated questions?"),
             ("invalid-gap", "guess_my_city", "rate malformed text below valid?")):
-        p = sub.add_parser(name, help=f"does a critic trained on SFT rollouts {question}")
+        p = add(name, help=f"does a critic trained on SFT rollouts {question}")
         p.add_argument("--env", default=env, choices=list(ENVS))
         p.add_argument("--steps", type=int, default=400)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="config override, e.g. --set critic.action_in_context=true")
         p.add_argument("--out", type=Path, default=None,
                        help=f"results JSON (default data/benchmarks/{name.replace('-', '_')}_ENV.json)")
-    p = sub.add_parser("strategies", help="ask or guess? the SFT and trained 20Q policies' utterances")
+    p = add("strategies", help="ask or guess? the SFT and trained 20Q policies' utterances")
     p.add_argument("--env", default="twenty_questions_subset", choices=list(ENVS))
     p.add_argument("--seed", type=int, default=0, help="which grid seed's final actors")
     p.add_argument("--episodes", type=int, default=64)
-    p = sub.add_parser("sample-efficiency")
+    p = add("sample-efficiency")
     p.add_argument("--envs", nargs="+", default=["twenty_questions_subset", "twenty_questions", "guess_my_city"],
                    choices=list(ENVS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + VARIANT_METHODS),
@@ -791,9 +801,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retire-stale", action="store_true",
                    help="run nothing: set aside every recorded cell whose setup or start actor changed")
     args = parser.parse_args(argv)
-    from archer_lite.seeding import set_threads
+    from archer_lite.seeding import resolve_device, set_threads
 
-    set_threads(args.threads)
+    try:  # one usage error, before anything runs
+        set_threads(args.threads)
+        resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     if args.what == "envs":
         bench_envs(args.episodes)
     elif args.what == "cell-speed":

@@ -35,7 +35,7 @@ def set_threads(n: int = 0) -> int:
     import torch
 
     if n < 0:
-        raise ValueError(f"threads must be >= 0 (got {n}).")
+        raise ValueError(f"threads must be >= 0 (got {n}); 0 uses every core.")
     if n == 0:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(n)

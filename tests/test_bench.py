@@ -2,6 +2,7 @@
 and invalid-gap probes."""
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,34 @@ def test_cell_speed_times_the_iterations_after_the_warm_up(tmp_path, monkeypatch
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["device"] == "cpu" and saved["measured_iterations"] == 2 and len(saved["rows"]) == 2
     assert "full cell h" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, threads, device", [
+    (["sample-efficiency", "--report"], 0, "cpu"),  # defaults: 0 (= the cell preset's 2 threads), cpu
+    (["--threads", "1", "sample-efficiency", "--report"], 1, "cpu"),
+    (["sample-efficiency", "--threads", "1", "--report"], 1, "cpu"),  # after the subcommand too
+    (["--threads", "2", "--device", "cpu", "sample-efficiency", "--threads", "1"], 1, "cpu"),  # after wins
+])
+def test_bench_takes_threads_and_device_before_or_after_the_subcommand(argv, threads, device, monkeypatch):
+    import archer_lite.bench as bench
+
+    seen = {}
+    monkeypatch.setattr(bench, "bench_sample_efficiency", lambda *a, **k: seen.update(k))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.update(set_num_threads=n))
+    bench.main(argv)
+    assert (seen["threads"], seen["device"]) == (threads, device)
+    assert seen["set_num_threads"] == (threads or len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "-1", "envs"], "threads must be >= 0 (got -1); 0 uses every core."),
+    (["envs", "--device", "tpu"], "Unknown device 'tpu'; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'."),
+])
+def test_bench_refuses_a_bad_thread_count_or_device_before_running(argv, message, monkeypatch, capsys):
+    import archer_lite.bench as bench
+
+    monkeypatch.setattr(bench, "bench_envs", lambda *a: pytest.fail("ran despite bad input"))
+    with pytest.raises(SystemExit) as stop:
+        bench.main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
