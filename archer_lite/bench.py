@@ -476,12 +476,15 @@ VARIANTS = {
     "archer_lora": ("archer", {"actor": {"lora": True}}),
     "filtered_bc_lora": ("filtered_bc", {"actor": {"lora": True}}),
     "archer_conservative": ("archer", {"archer": {"conservative_coef": CONSERVATIVE_COEF}}),
+    "archer_lora_conservative": ("archer", {"actor": {"lora": True},
+                                            "archer": {"conservative_coef": CONSERVATIVE_COEF}}),
 }
 """Variants outside the paper's five, run with ``--methods archer_lora ...``: (algorithm, config
 overrides), same schedule. The _lora ones fine-tune the SFT actor through LoRA adapters (rank 8 on
 the attention projections) instead of all its weights: fully fine-tuned, the 0.56M actor loses
 track of what it already said (README). archer_conservative's critic also pushes Q down at the
-actor's fresh utterances."""
+actor's fresh utterances; archer_lora_conservative does both (the two fixes that each kept the text
+valid on their own)."""
 VARIANT_METHODS = tuple(VARIANTS)
 BUDGETS = {"twenty_questions_subset": 1_000, "twenty_questions": 5_000, "guess_my_city": 5_000}
 """ArCHer's trajectory budget per env; PPO gets PPO_BUDGET_FACTOR times as many."""

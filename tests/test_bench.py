@@ -57,6 +57,15 @@ def test_conservative_variant_runs_archer_with_the_conservative_critic_term():
     assert {k for k, v in cons.to_dict()["archer"].items() if v != full.to_dict()["archer"][k]} == {"conservative_coef"}
 
 
+def test_lora_conservative_variant_is_the_lora_actor_plus_the_conservative_critic():
+    both = cell_config("twenty_questions", "archer_lora_conservative", 2, 5000).to_dict()
+    lora = cell_config("twenty_questions", "archer_lora", 2, 5000).to_dict()
+    cons = cell_config("twenty_questions", "archer_conservative", 2, 5000).to_dict()
+    assert both["algo"] == "archer" and both["actor"] == lora["actor"] and both["archer"] == cons["archer"]
+    assert both["run_dir"] == "runs/bench/twenty_questions/archer_lora_conservative/seed2"
+    assert {k for k in both if both[k] != lora[k]} == {"archer", "run_dir"}
+
+
 def test_a_cell_whose_config_changed_is_set_aside_not_resumed_or_skipped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from archer_lite.train import TrainConfig
