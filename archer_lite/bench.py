@@ -472,12 +472,13 @@ METHODS = ("archer", "archer_baseline", "filtered_bc", "chai", "ppo")
 CONSERVATIVE_COEF = 1.0
 """``archer.conservative_coef`` of the archer_conservative variant (the CQL-style critic term in
 algorithms/archer.py)."""
+_LORA_ACTOR = {"actor": {"lora": True}}
+_CONSERVATIVE_CRITIC = {"archer": {"conservative_coef": CONSERVATIVE_COEF}}
 VARIANTS = {
-    "archer_lora": ("archer", {"actor": {"lora": True}}),
-    "filtered_bc_lora": ("filtered_bc", {"actor": {"lora": True}}),
-    "archer_conservative": ("archer", {"archer": {"conservative_coef": CONSERVATIVE_COEF}}),
-    "archer_lora_conservative": ("archer", {"actor": {"lora": True},
-                                            "archer": {"conservative_coef": CONSERVATIVE_COEF}}),
+    "archer_lora": ("archer", _LORA_ACTOR),
+    "filtered_bc_lora": ("filtered_bc", _LORA_ACTOR),
+    "archer_conservative": ("archer", _CONSERVATIVE_CRITIC),
+    "archer_lora_conservative": ("archer", {**_LORA_ACTOR, **_CONSERVATIVE_CRITIC}),
 }
 """Variants outside the paper's five, run with ``--methods archer_lora ...``: (algorithm, config
 overrides), same schedule. The _lora ones fine-tune the SFT actor through LoRA adapters (rank 8 on
